@@ -1,0 +1,98 @@
+"""chatstream: stream LLM answers to the browser token by token over SSE.
+
+::
+
+    POST /api/streaming ──> views.prompts ──> generation.Runner ──> adapters.*
+                                                    │ framed events
+                                                    v
+    GET /api/streaming/<id> <── views.events <── streams (memory | Redis)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from . import config as settings
+from .adapters.base import load_factory
+from .concurrency import get_driver
+from .errors import register_error_handlers
+from .extension import Chatstream
+from .generation import Runner
+from .streams import MemoryStreamStore
+from .streams import StreamStore
+
+ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger("chatstream")
+
+
+def _configure_logging() -> None:
+    if not log.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        log.addHandler(handler)
+    if log.level == logging.NOTSET:
+        log.setLevel(logging.INFO)
+
+
+def _make_store(config: Mapping[str, Any]) -> StreamStore:
+    if config["REDIS_URL"]:
+        from .redis_streams import RedisStreamStore
+
+        return RedisStreamStore.from_config(config, get_driver())
+    return MemoryStreamStore(get_driver(), ttl_s=config["STREAM_TTL_S"])
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app: defaults, then the environment, then ``test_config``.
+
+    :raises ConfigError: a setting is invalid (the message names it).
+    """
+    app = Flask(
+        __name__,
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+    )
+    app.config.from_mapping(settings.defaults())
+    app.config.from_prefixed_env(settings.PREFIX)
+    settings.load_environment(app.config)
+    if test_config:
+        app.config.from_mapping(test_config)
+    settings.validate(app.config)
+    # UTF-8 and JSON escapes make a body up to ~6 bytes per character.
+    app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_PROMPT_CHARS"] * 6 + 65_536
+    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+
+    _configure_logging()
+    if app.config.get("SECRET_KEY_GENERATED"):
+        log.warning(
+            "SECRET_KEY is not set: generated one for this process; session cookies "
+            "will not survive a restart or work across workers. Set SECRET_KEY."
+        )
+    driver = get_driver()
+    store = _make_store(app.config)
+    factory = load_factory(app.config["ADAPTER"], app.config)
+    runner = Runner(store, factory, driver, app.config)
+    app.extensions["chatstream"] = Chatstream(
+        store=store,
+        runner=runner,
+        driver=driver,
+        adapter_name=factory.name,
+        config=dict(app.config),
+    )
+    log.info("chatstream ready: %s driver=%s", settings.summary(app.config), driver.name)
+
+    register_error_handlers(app)
+    from .views import events
+    from .views import pages
+    from .views import prompts
+
+    app.register_blueprint(prompts.bp)
+    app.register_blueprint(events.bp)
+    app.register_blueprint(pages.bp)
+    return app

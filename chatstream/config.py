@@ -1,0 +1,144 @@
+"""Configuration: defaults, then the environment, then a test mapping; checked.
+
+Every setting is an environment variable. ``CHATSTREAM_*`` ones are loaded
+with :meth:`flask.Config.from_prefixed_env` (values are parsed as JSON when
+they can be, so ``15`` is a number); ``OPENAI_API_KEY``, ``OPENAI_BASE_URL``
+and ``SECRET_KEY`` keep their usual names. :func:`validate` checks each key
+and raises :class:`~chatstream.errors.ConfigError` with one line naming the
+variable, its value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ConfigError
+
+PREFIX = "CHATSTREAM"
+
+
+@dataclass(frozen=True)
+class Setting:
+    default: Any
+    kind: type
+    low: float | None = None
+    high: float | None = None
+    help: str = ""
+
+
+#: Every ``CHATSTREAM_*`` setting, its default and its bounds (README lists them).
+SETTINGS: dict[str, Setting] = {
+    "ADAPTER": Setting(None, str, help="demo | openai | langchain | package.module:factory"),
+    "MODEL": Setting(None, str, help="default model name"),
+    "MODELS": Setting(None, list, help="allowed models, comma-separated"),
+    "HEARTBEAT_S": Setting(15.0, float, 0.05, 3600, "seconds between `: ping` comments"),
+    "RETRY_MS": Setting(1000, int, 0, 600_000, "EventSource reconnection delay"),
+    "STREAM_TTL_S": Setting(300.0, float, 1, 86_400, "a finished stream stays readable"),
+    "MAX_PROMPT_CHARS": Setting(32_000, int, 1, 10_000_000, "conversation size limit"),
+    "MAX_MESSAGES": Setting(200, int, 1, 10_000, "messages per conversation"),
+    "MAX_STREAMS": Setting(1000, int, 1, 1_000_000, "running generations per worker"),
+    "MAX_EVENTS": Setting(20_000, int, 3, 10_000_000, "events kept per stream"),
+    "GENERATION_TIMEOUT_S": Setting(300.0, float, 0.1, 86_400, "overall generation time"),
+    "ATTACH_GRACE_S": Setting(30.0, float, 0.1, 3600, "cancel when no reader attaches"),
+    "DETACH_GRACE_S": Setting(30.0, float, 0.1, 3600, "cancel when all readers left"),
+    "SWEEP_S": Setting(1.0, float, 0.05, 60, "janitor period"),
+    "DEMO_DELAY_MS": Setting(30, int, 0, 10_000, "demo model delay between tokens"),
+    "OPENAI_TIMEOUT_S": Setting(60.0, float, 0.1, 3600, "upstream read timeout"),
+    "OPENAI_MAX_RETRIES": Setting(2, int, 0, 10, "SDK retries on 429/5xx"),
+    "REDIS_URL": Setting(None, str, help="redis://... to share streams (else in-memory)"),
+}
+
+#: Settings read from their conventional, unprefixed names.
+PLAIN_ENV = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "SECRET_KEY")
+
+
+def defaults() -> dict[str, Any]:
+    return {name: s.default for name, s in SETTINGS.items()}
+
+
+def load_environment(config: MutableMapping[str, Any]) -> None:
+    """Copy the unprefixed variables; prefixed ones come via ``from_prefixed_env``."""
+    for name in PLAIN_ENV:
+        value = os.environ.get(name)
+        if value:
+            config[name] = value
+
+
+def _env_name(key: str) -> str:
+    return key if key in PLAIN_ENV else f"{PREFIX}_{key}"
+
+
+def _bad(key: str, value: Any, allowed: str) -> ConfigError:
+    return ConfigError(f"{_env_name(key)}={value!r} is invalid: expected {allowed}")
+
+
+def _check(key: str, setting: Setting, value: Any) -> Any:
+    if setting.kind is list:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list | tuple) or not all(
+            isinstance(v, str) and v for v in value
+        ):
+            raise _bad(key, value, "a comma-separated list of names")
+        return list(value)
+    if setting.kind is str:
+        if not isinstance(value, str) or not value.strip():
+            raise _bad(key, value, f"a non-empty string ({setting.help})")
+        return value.strip()
+    number_kind = setting.kind
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise _bad(key, value, "a number")
+    try:
+        number = number_kind(value)
+        if number_kind is int and float(value) != number:
+            raise ValueError
+    except ValueError:
+        raise _bad(key, value, f"an {'integer' if number_kind is int else 'number'}") from None
+    if (setting.low is not None and number < setting.low) or (
+        setting.high is not None and number > setting.high
+    ):
+        raise _bad(key, value, f"a number from {setting.low:g} to {setting.high:g}")
+    return number
+
+
+def validate(config: MutableMapping[str, Any]) -> None:
+    """Check and normalise every setting in place; derive the dependent ones.
+
+    :raises ConfigError: naming the first bad variable.
+    """
+    for key, setting in SETTINGS.items():
+        value = config.get(key)
+        if value is None or value == "":
+            config[key] = setting.default
+            continue
+        config[key] = _check(key, setting, value)
+    if config["ADAPTER"] is None:
+        config["ADAPTER"] = "openai" if config.get("OPENAI_API_KEY") else "demo"
+    if config["MODEL"] is None:
+        config["MODEL"] = "demo" if config["ADAPTER"] == "demo" else "gpt-4o-mini"
+    if config["MODELS"] is None:
+        config["MODELS"] = [config["MODEL"]]
+    elif config["MODEL"] not in config["MODELS"]:
+        raise ConfigError(
+            f"CHATSTREAM_MODEL={config['MODEL']!r} is invalid: expected one of "
+            f"CHATSTREAM_MODELS {config['MODELS']}"
+        )
+    if config["HEARTBEAT_S"] * 1000 < 50:
+        raise _bad("HEARTBEAT_S", config["HEARTBEAT_S"], "at least 0.05")
+    if not config.get("SECRET_KEY"):
+        config["SECRET_KEY"] = secrets.token_hex(32)
+        config["SECRET_KEY_GENERATED"] = True
+
+
+def summary(config: Mapping[str, Any]) -> str:
+    """One log line describing the effective setup (no secrets)."""
+    return (
+        f"adapter={config['ADAPTER']} model={config['MODEL']} "
+        f"models={','.join(config['MODELS'])} "
+        f"store={'redis' if config['REDIS_URL'] else 'memory'}"
+    )

@@ -1,0 +1,192 @@
+"""The one exception tree of chatstream, and the JSON error handlers.
+
+::
+
+    ChatstreamError                 code, message
+    ├── ConfigError                 a bad setting; stops start-up
+    ├── RequestError                status (4xx/5xx), rendered as JSON before headers
+    │   ├── BadRequest              400 bad_request / invalid_json / empty_prompt / ...
+    │   ├── NotFound                404 stream_not_found
+    │   ├── PayloadTooLarge         413 payload_too_large
+    │   ├── UnsupportedMediaType    415 unsupported_media_type
+    │   └── Overloaded              503 overloaded (+ Retry-After)
+    ├── GenerationError             after headers: becomes an ``error`` event
+    │   ├── GenerationTimeout       generation_timeout
+    │   ├── GenerationInterrupted   generation_interrupted
+    │   └── UpstreamError           the model provider failed
+    │       ├── UpstreamAuthError       upstream_auth
+    │       ├── UpstreamRateLimited     upstream_rate_limited
+    │       ├── UpstreamTimeout         upstream_timeout
+    │       ├── UpstreamUnavailable     upstream_unavailable
+    │       ├── UpstreamBadRequest      upstream_bad_request
+    │       └── UpstreamDropped         upstream_dropped
+    └── Cancelled                   the stream was cancelled (not an error for readers)
+
+Before the response headers are sent, views raise a :class:`RequestError`
+and the one handler registered here renders ``{"error": {"code", "message"}}``.
+After the headers are sent nothing is raised into the WSGI server: the
+generation runner stores an ``error`` event and ends the stream.
+"""
+
+from __future__ import annotations
+
+
+from flask import Flask
+from flask import Response
+from flask import jsonify
+from werkzeug.exceptions import HTTPException
+
+
+class ChatstreamError(Exception):
+    """Base of every chatstream error.
+
+    :param message: human-readable text, safe to show to a user.
+    :param code: a stable machine-readable code.
+    """
+
+    code = "chatstream_error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+    def to_dict(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+
+class ConfigError(ChatstreamError):
+    """A configuration value is missing or invalid; start-up stops."""
+
+    code = "config_error"
+
+
+class RequestError(ChatstreamError):
+    """A client request that cannot be served; rendered as a JSON 4xx/5xx."""
+
+    status = 400
+    code = "bad_request"
+    headers: dict[str, str] = {}
+
+
+class BadRequest(RequestError):
+    status = 400
+    code = "bad_request"
+
+
+class NotFound(RequestError):
+    status = 404
+    code = "stream_not_found"
+
+
+class PayloadTooLarge(RequestError):
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(RequestError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class Overloaded(RequestError):
+    """Too many running streams in this worker.
+
+    :param retry_after: seconds the client should wait, sent as ``Retry-After``.
+    """
+
+    status = 503
+    code = "overloaded"
+
+    def __init__(self, message: str, *, retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.headers = {"Retry-After": str(retry_after)}
+
+
+class GenerationError(ChatstreamError):
+    """Generation failed after the stream started; becomes an ``error`` event."""
+
+    code = "generation_failed"
+
+
+class GenerationTimeout(GenerationError):
+    code = "generation_timeout"
+
+
+class GenerationInterrupted(GenerationError):
+    code = "generation_interrupted"
+
+
+class UpstreamError(GenerationError):
+    code = "upstream_error"
+
+
+class UpstreamAuthError(UpstreamError):
+    code = "upstream_auth"
+
+
+class UpstreamRateLimited(UpstreamError):
+    code = "upstream_rate_limited"
+
+
+class UpstreamTimeout(UpstreamError):
+    code = "upstream_timeout"
+
+
+class UpstreamUnavailable(UpstreamError):
+    code = "upstream_unavailable"
+
+
+class UpstreamBadRequest(UpstreamError):
+    code = "upstream_bad_request"
+
+
+class UpstreamDropped(UpstreamError):
+    code = "upstream_dropped"
+
+
+class Cancelled(ChatstreamError):
+    """The stream was cancelled (DELETE, no reader, shutdown)."""
+
+    code = "cancelled"
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> Response:
+    """Build the JSON error body every 4xx/5xx of chatstream uses."""
+    response = jsonify({"error": {"code": code, "message": message}})
+    response.status_code = status
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _snake(name: str) -> str:
+    return "_".join(name.lower().split())
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Render every error as JSON; never leak a traceback."""
+
+    @app.errorhandler(RequestError)
+    def _request_error(exc: RequestError) -> Response:
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        headers: dict[str, str] = {}
+        if status == 405 and exc.valid_methods:  # type: ignore[attr-defined]
+            headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
+        return error_response(
+            status, _snake(exc.name), exc.description or exc.name, headers
+        )
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        app.logger.exception("unhandled error")
+        return error_response(500, "internal_error", "Internal server error.")
+
+

@@ -1,0 +1,231 @@
+"""The generation runner: adapter tokens -> framed events -> stream store.
+
+``view -> runner -> adapter -> store -> events view``: a view calls
+:meth:`Runner.start`, which checks the request, creates a stream and runs the
+adapter concurrently; each token is framed once as an SSE ``newToken`` event
+and appended to the store. The runner is the stream's only writer, so it
+alone writes the terminal event: ``end`` (stop | length | cancelled) or
+``error``. Nothing is ever raised into the WSGI server.
+
+A janitor task (one per runner, alive while generations run) enforces the
+lifecycle limits: the overall generation timeout and the attach and detach
+grace periods. (The store expires finished streams itself.)
+
+Config keys: ``MAX_STREAMS``, ``MAX_EVENTS``, ``GENERATION_TIMEOUT_S``,
+``ATTACH_GRACE_S``, ``DETACH_GRACE_S``, ``SWEEP_S``, ``MODELS``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from collections.abc import Sequence
+from typing import Any
+
+from . import sse
+from .adapters.base import AdapterFactory
+from .adapters.base import Finish
+from .adapters.base import GenerationRequest
+from .adapters.base import Message
+from .concurrency import Driver
+from .errors import BadRequest
+from .errors import ChatstreamError
+from .errors import GenerationTimeout
+from .errors import NotFound
+from .errors import Overloaded
+from .streams import StreamStore
+from .streams import StreamWriter
+
+log = logging.getLogger(__name__)
+
+#: Hand the hub to readers at least this often when a model never blocks.
+YIELD_EVERY = 32
+
+#: How a cancel reason ends the stream: ``end`` with ``cancelled``, or an error.
+CANCEL_ERRORS: dict[str, ChatstreamError] = {
+    "timeout": GenerationTimeout("The model took too long; the answer was cut."),
+}
+
+
+class _Generation:
+    __slots__ = ("writer", "adapter", "request", "started", "stream_id")
+
+    def __init__(self, writer: StreamWriter, adapter: Any, request: GenerationRequest) -> None:
+        self.writer = writer
+        self.adapter = adapter
+        self.request = request
+        self.started = time.monotonic()
+        self.stream_id = writer.stream_id
+
+
+class Runner:
+    """Starts generations and owns them until their stream ends.
+
+    :param store: where events go.
+    :param factory: makes one adapter per generation.
+    :param driver: concurrency primitives.
+    :param config: the app config (keys in the module docstring).
+    """
+
+    def __init__(
+        self,
+        store: StreamStore,
+        factory: AdapterFactory,
+        driver: Driver,
+        config: Mapping[str, Any],
+    ) -> None:
+        self.store = store
+        self.factory = factory
+        self.driver = driver
+        self.models: Sequence[str] = config["MODELS"]
+        self.default_model: str = config["MODEL"]
+        self.max_streams: int = config["MAX_STREAMS"]
+        self.max_events: int = config["MAX_EVENTS"]
+        self.timeout_s: float = config["GENERATION_TIMEOUT_S"]
+        self.attach_grace_s: float = config["ATTACH_GRACE_S"]
+        self.detach_grace_s: float = config["DETACH_GRACE_S"]
+        self.sweep_s: float = config["SWEEP_S"]
+        self.running: dict[str, _Generation] = {}
+        self._janitor_alive = False
+        self.accepting = True
+
+    # -- starting -----------------------------------------------------------
+
+    def start(
+        self,
+        messages: Sequence[Message],
+        model: str | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Check the request, create its stream and start generating.
+
+        :returns: the new stream id.
+        :raises BadRequest: unknown model or bad options.
+        :raises Overloaded: this worker runs ``MAX_STREAMS`` generations already.
+        """
+        model = model or self.default_model
+        if model not in self.models:
+            raise BadRequest(
+                f"Unknown model {model!r}; choose one of: {', '.join(self.models)}.",
+                code="unknown_model",
+            )
+        checked = self.factory.check_options(options or {})
+        if not self.accepting:
+            raise Overloaded("The server is shutting down; try again.", retry_after=1)
+        if len(self.running) >= self.max_streams:
+            raise Overloaded("Too many answers are being generated; try again shortly.")
+        request = GenerationRequest(messages=list(messages), model=model, options=checked)
+        writer = self.store.create()
+        generation = _Generation(writer, self.factory(), request)
+        writer.on_cancel(lambda _reason: generation.adapter.close())
+        self.running[writer.stream_id] = generation
+        self.driver.spawn(self._run, generation)
+        if not self._janitor_alive:
+            self._janitor_alive = True
+            self.driver.spawn(self._janitor)
+        return writer.stream_id
+
+    def cancel(self, stream_id: str, reason: str = "client") -> bool:
+        """Stop a generation; readers get ``end`` with ``cancelled``.
+
+        :returns: False when the stream had already ended.
+        :raises NotFound: unknown or expired stream.
+        """
+        return self.store.cancel(stream_id, reason)
+
+    # -- running ------------------------------------------------------------
+
+    def _run(self, generation: _Generation) -> None:
+        writer, adapter = generation.writer, generation.adapter
+        seq = 0
+        limit = self.max_events - 1  # room for the terminal event
+        finish = Finish("stop")
+        failure: BaseException | None = None
+        try:
+            for item in adapter.stream(generation.request):
+                if isinstance(item, Finish):
+                    finish = item
+                    break
+                if not item:
+                    continue
+                if seq >= limit:
+                    finish = Finish("length")
+                    break
+                seq += 1
+                writer.append([sse.encode_json({"token": item}, event="newToken", id=seq)])
+                if seq % YIELD_EVERY == 0:
+                    self.driver.sleep(0)
+                if writer.cancel_reason is not None:
+                    break
+        except Exception as exc:  # becomes an ``error`` event, never re-raised
+            failure = exc
+        finally:
+            try:
+                adapter.close()
+            except Exception:  # closing must not hide the real outcome
+                log.exception("adapter close failed")
+            self.running.pop(generation.stream_id, None)
+        writer.append([self._terminal(writer.cancel_reason, finish, failure, seq + 1)], final=True)
+
+    @staticmethod
+    def _terminal(
+        cancel_reason: str | None,
+        finish: Finish,
+        failure: BaseException | None,
+        event_id: int,
+    ) -> bytes:
+        if cancel_reason is not None:
+            error = CANCEL_ERRORS.get(cancel_reason)
+            if error is None:
+                return sse.encode_json({"finish_reason": "cancelled"}, event="end", id=event_id)
+            failure = error
+        if failure is not None:
+            if not isinstance(failure, ChatstreamError):
+                log.error("generation failed", exc_info=failure)
+                failure = ChatstreamError(
+                    "The model failed to answer.", code="generation_failed"
+                )
+            return sse.encode_json(failure.to_dict(), event="error", id=event_id)
+        payload: dict[str, Any] = {"finish_reason": finish.reason}
+        if finish.usage:
+            payload["usage"] = dict(finish.usage)
+        return sse.encode_json(payload, event="end", id=event_id)
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def _janitor(self) -> None:
+        try:
+            while True:
+                self.driver.sleep(self.sweep_s)
+                self.sweep()
+                if not self.running:
+                    return
+        finally:
+            self._janitor_alive = False
+
+    def sweep(self) -> None:
+        """Enforce the timeout and the reader grace periods once."""
+        now = time.monotonic()
+        for stream_id, generation in list(self.running.items()):
+            try:
+                reason = self._overdue(generation, now)
+                if reason:
+                    self.store.cancel(stream_id, reason)
+            except NotFound:
+                continue
+            except Exception:  # a store hiccup must not kill the janitor
+                log.exception("janitor check failed for a stream")
+
+    def _overdue(self, generation: _Generation, now: float) -> str | None:
+        if now - generation.started > self.timeout_s:
+            return "timeout"
+        presence = self.store.presence(generation.stream_id)
+        if presence.readers:
+            return None
+        grace = self.detach_grace_s if presence.ever_attached else self.attach_grace_s
+        return "no_reader" if presence.idle_s > grace else None
+
+    def shutdown(self) -> None:
+        """Refuse new generations (graceful shutdown starts)."""
+        self.accepting = False

@@ -1,0 +1,78 @@
+"""Server-Sent Events framing: events in, bytes out.
+
+Only framing lives here (no Flask, no store, no adapter), following the
+WHATWG HTML "server-sent events" section, 9.2.6 *Interpreting an event stream*:
+
+* a field line is ``name: value`` ended by CR LF, LF or CR; an event ends with
+  a blank line;
+* ``data`` may not contain a line break, so multi-line data is sent as several
+  ``data:`` lines, which the client joins with ``\\n``;
+* one leading space after the colon is stripped by the parser, so we always
+  write exactly one (a value starting with a space keeps it);
+* ``id`` must not contain LF, CR or NUL (the parser ignores such an id),
+  ``event`` must not contain a line break;
+* a line starting with ``:`` is a comment: we use it as a heartbeat.
+
+chatstream's token events carry JSON, which never contains a raw line break,
+but :func:`encode` frames any text correctly so it can be property-tested.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+#: A comment line; proxies and browsers see traffic, EventSource ignores it.
+HEARTBEAT = b": ping\n\n"
+
+
+def encode(
+    data: str,
+    *,
+    event: str | None = None,
+    id: str | None = None,
+    retry: int | None = None,
+) -> bytes:
+    """Frame one event.
+
+    :param data: the payload; line breaks become separate ``data:`` lines.
+    :param event: the event type (``newToken``, ``end``, ...).
+    :param id: the event id the browser echoes as ``Last-Event-ID``.
+    :param retry: reconnection time in milliseconds.
+    :raises ValueError: if ``event`` or ``id`` holds a line break (or ``id`` a NUL).
+    """
+    parts: list[str] = []
+    if id is not None:
+        if "\0" in id or _LINE_BREAK.search(id):
+            raise ValueError("SSE id must not contain CR, LF or NUL")
+        parts.append(f"id: {id}\n")
+    if event is not None:
+        if _LINE_BREAK.search(event):
+            raise ValueError("SSE event name must not contain CR or LF")
+        parts.append(f"event: {event}\n")
+    if retry is not None:
+        parts.append(f"retry: {int(retry)}\n")
+    for line in _LINE_BREAK.split(data):
+        parts.append(f"data: {line}\n")
+    parts.append("\n")
+    return "".join(parts).encode("utf-8")
+
+
+def encode_json(
+    payload: Mapping[str, object], *, event: str, id: int | str
+) -> bytes:
+    """Frame one event whose data is compact JSON (never holds a raw newline).
+
+    ``ensure_ascii=False`` keeps UTF-8 text compact; U+2028/U+2029 are legal
+    inside SSE data lines (only CR and LF end a line) and inside JSON strings.
+    """
+    data = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    return f"id: {id}\nevent: {event}\ndata: {data}\n\n".encode()
+
+
+def retry_line(milliseconds: int) -> bytes:
+    """The stream preamble that sets the browser's reconnection delay."""
+    return f"retry: {int(milliseconds)}\n\n".encode()

@@ -1,0 +1,260 @@
+"""The stream store: where generated events wait for their readers.
+
+One writer per stream (the generation runner) appends events already framed
+as SSE bytes, so replay and any number of readers cost no re-encoding. A
+reader asks for "everything after event N" and gets the pending frames joined
+into one write, waiting at most ``timeout`` seconds (so the SSE view can send
+a heartbeat and notice a disconnect).
+
+Event ids are the integers 1, 2, 3, ... in order. A reader's position is the
+last id it has (0: none yet), which is exactly the browser's ``Last-Event-ID``.
+
+:class:`MemoryStreamStore` keeps everything in this process (the default,
+one worker). A Redis implementation with the same interface shares streams
+across workers and machines.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from .concurrency import Driver
+from .concurrency import EventLike
+from .errors import NotFound
+
+#: ``secrets.token_urlsafe(24)`` gives 192 random bits in 32 URL-safe chars.
+ID_BYTES = 24
+
+
+def new_stream_id() -> str:
+    """An unguessable stream id: whoever holds it may read and cancel."""
+    return secrets.token_urlsafe(ID_BYTES)
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """What one read returns.
+
+    :param data: the frames after the reader's position, joined (maybe empty).
+    :param last_id: the id of the last frame in ``data`` (or the position).
+    :param finished: the stream has ended and ``data`` holds its last frame.
+    """
+
+    data: bytes
+    last_id: int
+    finished: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    """Who is reading a running stream, for the attach/detach grace periods.
+
+    :param readers: readers attached right now.
+    :param ever_attached: some reader attached at least once.
+    :param idle_s: seconds with no reader (since creation or the last detach).
+    """
+
+    readers: int
+    ever_attached: bool
+    idle_s: float
+
+
+class StreamWriter(Protocol):
+    """The runner's handle on one stream; the only thing that appends."""
+
+    stream_id: str
+
+    def append(self, frames: list[bytes], *, final: bool = False) -> None: ...
+    def on_cancel(self, callback: Callable[[str], None]) -> None: ...
+    @property
+    def cancel_reason(self) -> str | None: ...
+
+
+class StreamReader(Protocol):
+    def read(self, after: int, timeout: float) -> Chunk: ...
+    def close(self) -> None: ...
+
+
+class StreamStore(Protocol):
+    """The interface every store implements (memory, Redis)."""
+
+    def create(self) -> StreamWriter: ...
+    def status(self, stream_id: str) -> tuple[int, bool]: ...
+    def open_reader(self, stream_id: str) -> StreamReader: ...
+    def cancel(self, stream_id: str, reason: str) -> bool: ...
+    def presence(self, stream_id: str) -> Presence: ...
+    def sweep(self) -> int: ...
+    def ping(self) -> bool: ...
+
+
+class _Stream:
+    __slots__ = (
+        "stream_id",
+        "frames",
+        "finished",
+        "ended_at",
+        "cancel_reason",
+        "cancel_callbacks",
+        "readers",
+        "ever_attached",
+        "idle_since",
+        "changed",
+        "waiting",
+    )
+
+    def __init__(self, stream_id: str, changed: EventLike) -> None:
+        self.stream_id = stream_id
+        self.frames: list[bytes] = []
+        self.finished = False
+        self.ended_at = 0.0
+        self.cancel_reason: str | None = None
+        self.cancel_callbacks: list[Callable[[str], None]] = []
+        self.readers = 0
+        self.ever_attached = False
+        self.idle_since = time.monotonic()
+        self.changed = changed
+        self.waiting = False
+
+
+class _MemoryWriter:
+    def __init__(self, store: MemoryStreamStore, stream: _Stream) -> None:
+        self._store = store
+        self._stream = stream
+        self.stream_id = stream.stream_id
+
+    def append(self, frames: list[bytes], *, final: bool = False) -> None:
+        stream = self._stream
+        if stream.finished:
+            return
+        stream.frames.extend(frames)
+        if final:
+            stream.finished = True
+            stream.ended_at = time.monotonic()
+        # Wake every waiting reader once for this batch, and only if one waits
+        # (no allocation per token otherwise). Order matters: the writer
+        # appends, then looks at ``waiting``; a reader sets ``waiting`` and
+        # takes the event, then looks at the frames. Either the reader sees
+        # the new frames or the writer sees it waiting: no wake-up is lost.
+        if stream.waiting:
+            stream.waiting = False
+            changed, stream.changed = stream.changed, self._store.driver.event()
+            changed.set()
+
+    def on_cancel(self, callback: Callable[[str], None]) -> None:
+        self._stream.cancel_callbacks.append(callback)
+
+    @property
+    def cancel_reason(self) -> str | None:
+        return self._stream.cancel_reason
+
+
+class _MemoryReader:
+    def __init__(self, stream: _Stream) -> None:
+        self._stream = stream
+        self._closed = False
+        stream.readers += 1
+        stream.ever_attached = True
+
+    def read(self, after: int, timeout: float) -> Chunk:
+        chunk = self._take(after)
+        if chunk.data or chunk.finished:
+            return chunk
+        stream = self._stream
+        stream.waiting = True
+        changed = stream.changed
+        chunk = self._take(after)  # a frame may have landed before ``waiting``
+        if chunk.data or chunk.finished:
+            return chunk
+        changed.wait(timeout)
+        return self._take(after)
+
+    def _take(self, after: int) -> Chunk:
+        stream = self._stream
+        # Read ``finished`` before the length: the writer appends the final
+        # frame before setting it, so "finished" always covers what we join.
+        finished = stream.finished
+        frames = stream.frames
+        count = len(frames)
+        if after < count:
+            return Chunk(b"".join(frames[after:count]), count, finished)
+        return Chunk(b"", after, finished)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._stream.readers -= 1
+            if self._stream.readers == 0:
+                self._stream.idle_since = time.monotonic()
+
+
+class MemoryStreamStore:
+    """Streams kept in this process.
+
+    :param driver: concurrency primitives (gevent or threads).
+    :param ttl_s: how long a finished stream stays readable.
+    """
+
+    def __init__(self, driver: Driver, *, ttl_s: float) -> None:
+        self.driver = driver
+        self.ttl_s = ttl_s
+        self._streams: dict[str, _Stream] = {}
+        self._next_sweep = 0.0
+
+    def _get(self, stream_id: str) -> _Stream:
+        stream = self._streams.get(stream_id)
+        if stream is None or (
+            stream.finished and time.monotonic() - stream.ended_at > self.ttl_s
+        ):
+            raise NotFound("No such stream (unknown id, or it expired).")
+        return stream
+
+    def create(self) -> _MemoryWriter:
+        now = time.monotonic()
+        if now >= self._next_sweep:  # amortised: at most one full scan a second
+            self._next_sweep = now + 1.0
+            self.sweep()
+        stream = _Stream(new_stream_id(), self.driver.event())
+        self._streams[stream.stream_id] = stream
+        return _MemoryWriter(self, stream)
+
+    def status(self, stream_id: str) -> tuple[int, bool]:
+        """``(last event id, finished)``; :raises NotFound: unknown or expired."""
+        stream = self._get(stream_id)
+        return len(stream.frames), stream.finished
+
+    def open_reader(self, stream_id: str) -> _MemoryReader:
+        return _MemoryReader(self._get(stream_id))
+
+    def cancel(self, stream_id: str, reason: str) -> bool:
+        """Ask the writer to stop. :returns: False if it had already ended."""
+        stream = self._get(stream_id)
+        if stream.finished or stream.cancel_reason is not None:
+            return not stream.finished
+        stream.cancel_reason = reason
+        for callback in stream.cancel_callbacks:
+            callback(reason)
+        return True
+
+    def presence(self, stream_id: str) -> Presence:
+        stream = self._get(stream_id)
+        idle = 0.0 if stream.readers else time.monotonic() - stream.idle_since
+        return Presence(stream.readers, stream.ever_attached, idle)
+
+    def sweep(self) -> int:
+        """Drop finished streams older than the TTL. :returns: how many."""
+        now = time.monotonic()
+        expired = [
+            sid
+            for sid, s in self._streams.items()
+            if s.finished and now - s.ended_at > self.ttl_s
+        ]
+        for sid in expired:
+            del self._streams[sid]
+        return len(expired)
+
+    def ping(self) -> bool:
+        return True

@@ -1,0 +1,103 @@
+"""The ``text/event-stream`` view: it only reads the stream store.
+
+Under WSGI a client disconnect is noticed only when a write fails; the server
+then closes the response iterable and ``GeneratorExit`` is raised at the
+current ``yield`` (pallets/flask#4385). So the generator never waits longer
+than one heartbeat: it reads the store with a timeout and writes ``: ping``
+when nothing came, and it detaches from the stream in ``finally``.
+Data is passed to the generator as arguments (no ``stream_with_context``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from flask import Blueprint
+from flask import Response
+from flask import current_app
+from flask import request
+from flask import session
+
+from .. import sse
+from ..errors import BadRequest
+from ..errors import NotFound
+from ..extension import state
+from ..streams import StreamStore
+
+bp = Blueprint("events", __name__, url_prefix="/api")
+
+#: Set by the view itself, so no proxy setting or handler can drop them.
+SSE_HEADERS = {
+    "Cache-Control": "no-cache, no-transform",
+    "X-Accel-Buffering": "no",
+}
+_EVENT_ID = re.compile(r"[0-9]{1,12}")
+
+
+def _last_event_id(last_id: int) -> int:
+    raw = request.headers.get("Last-Event-ID", "").strip()
+    if not raw:
+        return 0
+    if not _EVENT_ID.fullmatch(raw) or int(raw) > last_id:
+        raise BadRequest(
+            "Last-Event-ID is not an event id of this stream.", code="invalid_last_event_id"
+        )
+    return int(raw)
+
+
+def _events(
+    store: StreamStore, stream_id: str, after: int, heartbeat_s: float, retry_ms: int
+) -> Iterator[bytes]:
+    try:
+        reader = store.open_reader(stream_id)
+    except NotFound:
+        return
+    try:
+        yield sse.retry_line(retry_ms)
+        while True:
+            chunk = reader.read(after, heartbeat_s)
+            if chunk.data:
+                after = chunk.last_id
+                yield chunk.data
+            elif not chunk.finished:
+                yield sse.HEARTBEAT
+            if chunk.finished:
+                return
+    finally:
+        reader.close()
+
+
+def event_stream(stream_id: str, after: int) -> Response:
+    """The SSE response for ``stream_id``, starting after event ``after``."""
+    config = current_app.config
+    generator = _events(
+        state().store, stream_id, after, config["HEARTBEAT_S"], config["RETRY_MS"]
+    )
+    return Response(
+        generator, status=200, headers=SSE_HEADERS, content_type="text/event-stream"
+    )
+
+
+def _resume(stream_id: str) -> Response:
+    last_id, finished = state().store.status(stream_id)
+    after = _last_event_id(last_id)
+    if finished and after >= last_id:
+        # Everything was delivered: 204 tells EventSource to stop reconnecting.
+        return Response(status=204, headers=SSE_HEADERS)
+    return event_stream(stream_id, after)
+
+
+@bp.get("/streaming/<stream_id>")
+def stream(stream_id: str) -> Response:
+    """Replay the stream from the start, or resume after ``Last-Event-ID``."""
+    return _resume(stream_id)
+
+
+@bp.get("/streaming")
+def latest() -> Response:
+    """The seed's contract: the latest stream this browser submitted."""
+    stream_id = session.get("stream")
+    if not isinstance(stream_id, str):
+        raise NotFound("This browser has not submitted a prompt yet.")
+    return _resume(stream_id)

@@ -1,0 +1,35 @@
+"""gunicorn settings for chatstream (read by ``gunicorn -c gunicorn.conf.py``).
+
+* gevent workers: one greenlet per connection, thousands of open streams per
+  worker. gunicorn's gevent worker monkey-patches before loading the app, so
+  the app never calls ``patch_all()`` itself, and nothing here imports
+  ``ssl``/``openai`` in the master (no ``preload_app``).
+* ``timeout`` is only the worker heartbeat under gevent: a live stream is never
+  cut by it (a CPU-bound loop on the hub would be).
+* With the in-memory store, a POST and its GET must reach the same process,
+  so more than one worker requires ``CHATSTREAM_REDIS_URL``.
+"""
+
+import os
+import sys
+
+bind = [f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"]
+worker_class = "gevent"
+worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "10000"))
+workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
+if workers > 1 and not os.environ.get("CHATSTREAM_REDIS_URL"):
+    print(
+        f"chatstream: WEB_CONCURRENCY={workers} needs CHATSTREAM_REDIS_URL (streams are "
+        "in-memory per process); running 1 worker.",
+        file=sys.stderr,
+    )
+    workers = 1
+timeout = 30
+graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "25"))
+keepalive = 75
+# gunicorn 27 opens a control socket at one path per user: two servers on one
+# machine would collide.
+control_socket_disable = True
+accesslog = os.environ.get("ACCESS_LOG") or None
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info")
