@@ -1,0 +1,133 @@
+// Talks to the streaming API: POST the conversation, then follow the SSE stream.
+//
+//   POST {apiUrl} {messages, model?}  -> 202 {id, stream_url}
+//   GET  stream_url (EventSource)     -> newToken* then end | error
+//   DELETE stream_url                 -> cancel
+//
+// EventSource reconnects by itself after a dropped connection and sends
+// Last-Event-ID, so the server resumes right after the last event we saw: text
+// is neither repeated nor lost. The `error` listener sees two different things:
+// the server's `error` event (a MessageEvent carrying JSON data) and the
+// browser's own connection-trouble Event (no data).
+
+export class ApiError extends Error {
+  constructor(status, code, message, retryAfter) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.retryAfter = retryAfter;
+  }
+}
+
+/** Extra request fields for tests/debugging (e.g. demo `options`); unset in normal use. */
+function extraBody() {
+  const extra = window.chatstreamRequestExtra;
+  return extra && typeof extra === 'object' ? extra : {};
+}
+
+async function postPrompt(apiUrl, messages, model) {
+  const body = { messages, ...extraBody() };
+  if (model) body.model = model;
+  let res;
+  try {
+    res = await fetch(apiUrl, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+      body: JSON.stringify(body),
+    });
+  } catch {
+    throw new ApiError(0, 'network', 'Could not reach the server. Check your connection and try again.');
+  }
+  let data = null;
+  try { data = await res.json(); } catch { /* non-JSON error page */ }
+  if (!res.ok) {
+    const err = (data && data.error) || {};
+    const retryAfter = Number(res.headers.get('Retry-After')) || null;
+    throw new ApiError(res.status, err.code || `http_${res.status}`,
+      err.message || `The server answered ${res.status} ${res.statusText}.`, retryAfter);
+  }
+  if (!data || !data.stream_url) throw new ApiError(res.status, 'bad_response', 'The server gave no stream URL.');
+  return data;
+}
+
+/**
+ * Start one answer. Callbacks: onStart({id, streamUrl}), onToken(token),
+ * onEnd({finish_reason, usage}), onError({code, message, retryAfter?}),
+ * onReconnecting(), onReconnected().
+ * Returns a handle with stop() (close + DELETE) and close().
+ */
+export function startAnswer({ apiUrl, messages, model, ...cb }) {
+  let es = null;
+  let streamUrl = null;
+  let done = false;
+  let reconnecting = false;
+
+  const finish = () => {
+    done = true;
+    if (es) es.close();
+  };
+
+  const handle = {
+    get streamUrl() { return streamUrl; },
+    close: finish,
+    /** Stop generating: freeze what we have and ask the server to cancel. */
+    stop() {
+      if (done) return;
+      finish();
+      if (streamUrl) {
+        fetch(streamUrl, { method: 'DELETE' }).catch(() => { /* best effort */ });
+      }
+    },
+  };
+
+  postPrompt(apiUrl, messages, model).then((data) => {
+    if (done) { // stopped while the POST was in flight
+      fetch(data.stream_url, { method: 'DELETE' }).catch(() => {});
+      return;
+    }
+    streamUrl = new URL(data.stream_url, window.location.href).href;
+    cb.onStart?.({ id: data.id, streamUrl });
+    es = new EventSource(streamUrl);
+
+    const recovered = () => {
+      if (reconnecting) { reconnecting = false; cb.onReconnected?.(); }
+    };
+    es.addEventListener('open', recovered);
+    es.addEventListener('newToken', (ev) => {
+      if (done) return;
+      recovered();
+      let token;
+      try { token = JSON.parse(ev.data).token; } catch { return; }
+      if (typeof token === 'string') cb.onToken?.(token);
+    });
+    es.addEventListener('end', (ev) => {
+      if (done) return;
+      let info = {};
+      try { info = JSON.parse(ev.data) || {}; } catch { /* keep defaults */ }
+      finish();
+      cb.onEnd?.(info);
+    });
+    es.addEventListener('error', (ev) => {
+      if (done) return;
+      if (typeof ev.data === 'string') { // the server's own `error` event
+        let info = {};
+        try { info = JSON.parse(ev.data) || {}; } catch { /* keep defaults */ }
+        finish();
+        cb.onError?.({ code: info.code || 'error', message: info.message || 'The model failed to answer.' });
+        return;
+      }
+      if (es.readyState === EventSource.CONNECTING) { // browser retries by itself
+        if (!reconnecting) { reconnecting = true; cb.onReconnecting?.(); }
+        return;
+      }
+      finish(); // CLOSED: the browser gave up (e.g. HTTP error status)
+      cb.onError?.({ code: 'connection_lost', message: 'The connection to the server was lost.' });
+    });
+  }, (err) => {
+    if (done) return;
+    finish();
+    cb.onError?.({ code: err.code || 'error', message: err.message, status: err.status, retryAfter: err.retryAfter });
+  });
+
+  return handle;
+}
