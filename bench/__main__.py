@@ -1,0 +1,87 @@
+"""``python -m bench``: run the scenarios against chatstream and the peers.
+
+Examples::
+
+    python -m bench                      # everything, two runs each (~20 min)
+    python -m bench --quick              # smoke check, one run, small N (~1-2 min)
+    python -m bench -s S1-1000 S3 -t node fastapi --runs 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from datetime import datetime
+from datetime import timezone
+from pathlib import Path
+
+from bench.loadgen import raise_nofile_limit
+from bench.report import Results
+from bench.report import render
+from bench.runner import measure
+from bench.scenarios import all_scenarios
+from bench.targets import DEFAULT_TARGETS
+from bench.targets import ROOT
+from bench.targets import SCALEOUT_TARGETS
+from bench.targets import TARGETS
+from bench.targets import chatstream_available
+
+
+def _args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    p.add_argument("-s", "--scenarios", nargs="+", metavar="NAME", help="e.g. S1-1000 S2 S3 S4-S1 S5")
+    p.add_argument("-t", "--targets", nargs="+", metavar="NAME", choices=sorted(TARGETS), help="targets")
+    p.add_argument("--runs", type=int, help="runs per scenario and target (default 2, quick 1)")
+    p.add_argument("--quick", action="store_true", help="small N, one run: a ~1-2 minute smoke check")
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="results folder")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the selected scenarios and print the markdown report."""
+    args = _args(argv)
+    raise_nofile_limit()  # inherited by the servers and the load generator
+    runs = args.runs or (1 if args.quick else 2)
+    scenarios = [s for s in all_scenarios(args.quick) if not args.scenarios or s.name in args.scenarios]
+    have_cs = chatstream_available()
+    chosen = args.targets or [t for t in DEFAULT_TARGETS if have_cs or TARGETS[t].peer]
+    scaleout = [t for t in (args.targets or SCALEOUT_TARGETS) if t in SCALEOUT_TARGETS] if have_cs else []
+    peers = [t for t in chosen if TARGETS[t].peer]
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    logdir = args.out / "logs" / stamp
+    results: Results = {}
+    started = time.monotonic()
+    for run in range(1, runs + 1):
+        for sc in scenarios:
+            names = scaleout if sc.scaleout else [t for t in chosen if t not in SCALEOUT_TARGETS[1:]]
+            for name in names:
+                t0 = time.monotonic()
+                fig = measure(TARGETS[name], sc, logdir / f"run{run}")
+                results.setdefault(sc.name, {}).setdefault(name, []).append(fig)
+                status = fig.get("error", "").splitlines()[0] if "error" in fig else "ok"
+                print(f"[run {run}] {sc.name:8} {name:20} {time.monotonic() - t0:5.1f} s  {status}", file=sys.stderr)
+    header = "\n".join(
+        [
+            f"## chatstream benchmark {stamp}",
+            "",
+            f"{platform.node()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+            f"{runs} run(s) per cell, cell = median (each run); server (and Redis) pinned to core 0, "
+            "load generator to core 1 (S4 with 2 workers: all on both cores); "
+            f"{'quick mode; ' if args.quick else ''}total {time.monotonic() - started:.0f} s."
+            + ("" if have_cs else " chatstream (wsgi.py) not present: peers only."),
+        ]
+    )
+    text = render(results, scenarios, peers, header)
+    print(text)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{stamp}{'-quick' if args.quick else ''}.md").write_text(text)
+    (args.out / f"{stamp}{'-quick' if args.quick else ''}.json").write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

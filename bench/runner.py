@@ -1,0 +1,119 @@
+"""Run one scenario once against one target and measure it.
+
+Sequence: start Redis (if the target wants it) and the server pinned to its
+cores; start the load generator pinned to the other core; let it warm up; read
+the server tree's CPU time; run the load; read CPU time and peak RSS again;
+stop everything.  A fresh server per measurement keeps ``VmHWM`` (peak RSS)
+and leftovers of one scenario out of the next.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import IO
+from typing import Any
+
+from bench import procstat
+from bench.scenarios import Scenario
+from bench.scenarios import figures
+from bench.server import Server
+from bench.server import ServerError
+from bench.server import free_port
+from bench.server import start_redis
+from bench.targets import ROOT
+from bench.targets import Target
+from bench.targets import redis_server
+
+
+class _Lines:
+    """Read a pipe's lines in a thread, so that waits on it can time out."""
+
+    def __init__(self, pipe: IO[str]) -> None:
+        self._q: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._pump, args=(pipe,), daemon=True).start()
+
+    def _pump(self, pipe: IO[str]) -> None:
+        for line in pipe:
+            self._q.put(line)
+        self._q.put("")
+
+    def next(self, timeout: float) -> dict[str, Any]:
+        """The next JSON message; ``{"phase": "error"}`` on EOF or timeout."""
+        try:
+            line = self._q.get(timeout=timeout)
+        except queue.Empty:
+            return {"phase": "error", "error": f"load generator silent for {timeout:.0f} s"}
+        if not line:
+            return {"phase": "error", "error": "load generator exited"}
+        return dict(json.loads(line))
+
+
+def measure(target: Target, sc: Scenario, logdir: Path) -> dict[str, Any]:
+    """Run ``sc`` on ``target`` once; returns its figures (or ``{"error": ...}``)."""
+    logdir.mkdir(parents=True, exist_ok=True)
+    stem = f"{sc.name}-{target.name}"
+    redis: Server | None = None
+    server: Server | None = None
+    gen: subprocess.Popen[str] | None = None
+    env = dict(target.env)
+    try:
+        if target.redis:
+            binary = redis_server()
+            if binary is None:
+                return {"error": "no redis-server"}
+            rport = free_port()
+            redis = start_redis(binary, rport, target.server_cpus, logdir / f"{stem}-redis.log", logdir)
+            env["CHATSTREAM_REDIS_URL"] = f"redis://127.0.0.1:{rport}/0"
+        port = free_port()
+        server = Server(target.command(port), target.server_cpus, env, logdir / f"{stem}.log", ROOT)
+        server.wait_port(port)
+        cfg = {
+            "port": port, "mode": target.mode, "kind": sc.kind, "chats": sc.chats,
+            "tokens": sc.tokens, "delay_ms": sc.delay_ms, "deadline": sc.deadline,
+        }  # fmt: skip
+        cmd = ["taskset", "-c", target.loadgen_cpus, sys.executable, "-m", "bench.loadgen", json.dumps(cfg)]
+        gen = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert gen.stdin is not None and gen.stdout is not None
+        lines = _Lines(gen.stdout)
+        msg = lines.next(60)
+        if msg["phase"] != "ready":
+            return {"error": msg.get("error", str(msg)) + "\n" + server.tail(5)}
+
+        def tree() -> list[int]:
+            assert server is not None
+            return server.pids() + (redis.pids() if redis else [])
+
+        cpu0, rss0 = procstat.cpu_seconds(tree()), procstat.rss_kb(tree())
+        gen.stdin.write("go\n")
+        gen.stdin.flush()
+        msg = lines.next(sc.deadline + 60)
+        extra: dict[str, Any] = {}
+        if msg["phase"] == "opened":
+            rss1 = procstat.rss_kb(tree())
+            opened = max(1, int(msg["opened"]))
+            extra["idle_kb_per_stream"] = (rss1 - rss0) / opened
+            gen.stdin.write("go\n")
+            gen.stdin.flush()
+            msg = lines.next(60)
+        if msg["phase"] != "done":
+            return {"error": msg.get("error", str(msg)) + "\n" + server.tail(5)}
+        pids = tree()
+        out = figures(sc, msg) | extra
+        out["cpu_s"] = procstat.cpu_seconds(pids) - cpu0
+        out["peak_rss_mb"] = procstat.peak_rss_kb(pids) / 1024
+        return out
+    except ServerError as exc:
+        return {"error": f"server: {exc}"}
+    finally:
+        if gen is not None and gen.poll() is None:
+            gen.kill()
+            gen.wait(5)
+        if server is not None:
+            server.stop()
+        if redis is not None:
+            redis.stop()

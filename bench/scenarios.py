@@ -1,0 +1,139 @@
+"""Scenario definitions (S1–S5 of issue 5) and the figures computed from a run.
+
+A :class:`Scenario` says what load to apply (kind, chats, tokens, delay) and
+which figures to report; :func:`figures` turns the load generator's per-chat
+rows into those figures.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from typing import Any
+from typing import Literal
+
+Kind = Literal["concurrent", "sequential", "idle"]
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    """A figure in the table.
+
+    :param key: name in the measurement dict.
+    :param label: row label.
+    :param better: ``"low"`` or ``"high"`` — which way is best, for ratios.
+    :param fmt: format for one value.
+    """
+
+    key: str
+    label: str
+    better: Literal["low", "high"]
+    fmt: str = "{:.1f}"
+
+
+COMPLETED = Metric("completed", "completed / failed", "high", "{:.0f}")
+TTFT_P50 = Metric("ttft_p50_ms", "TTFT p50 (ms)", "low", "{:.2f}")
+TTFT_P99 = Metric("ttft_p99_ms", "TTFT p99 (ms)", "low", "{:.1f}")
+LAG_P50 = Metric("lag_p50_ms", "end lag p50 (ms)", "low")
+LAG_P99 = Metric("lag_p99_ms", "end lag p99 (ms)", "low")
+TPS = Metric("tokens_per_s", "tokens/s", "high", "{:,.0f}")
+CPU = Metric("cpu_s", "server CPU (s)", "low", "{:.2f}")
+RSS = Metric("peak_rss_mb", "server peak RSS (MB)", "low")
+IDLE = Metric("idle_kb_per_stream", "RSS per idle stream (KB)", "low")
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """One load shape.
+
+    :param name: id shown in the table (``S1-1000``...).
+    :param kind: how chats are started (see :mod:`bench.loadgen`).
+    :param chats: number of chats (streams for ``idle``).
+    :param tokens: tokens per chat.
+    :param delay_ms: delay between tokens.
+    :param deadline: seconds after which unfinished chats count as failed.
+    :param scaleout: run on the S4 set-ups instead of chatstream and the peers.
+    """
+
+    name: str
+    title: str
+    kind: Kind
+    chats: int
+    tokens: int
+    delay_ms: int
+    metrics: tuple[Metric, ...]
+    deadline: float = 100.0
+    scaleout: bool = False
+
+
+_S1 = (COMPLETED, TTFT_P50, TTFT_P99, LAG_P50, LAG_P99, TPS, CPU, RSS)
+_S2 = (COMPLETED, TPS, CPU, RSS)
+_S3 = (COMPLETED, TTFT_P50, TTFT_P99)
+_S5 = (COMPLETED, IDLE, RSS)
+#: S5's silent model: the first token at once, the second only after 10 minutes.
+IDLE_TOKENS, IDLE_DELAY_MS = 2, 600_000
+
+
+def all_scenarios(quick: bool) -> list[Scenario]:
+    """Every scenario, in run order; ``quick`` shrinks them for a smoke check."""
+    if quick:
+        return [
+            Scenario("S1-100", "S1 concurrency, 100 chats", "concurrent", 100, 100, 20, _S1, 30),
+            Scenario("S2", "S2 throughput (quick: 10 x 500 tokens)", "concurrent", 10, 500, 0, _S2, 30),
+            Scenario("S3", "S3 latency (quick: 30 chats)", "sequential", 30, 10, 0, _S3, 30),
+            Scenario("S4-S2", "S4 scale-out on S2 (quick)", "concurrent", 10, 500, 0, _S2, 30, True),
+            Scenario("S5", "S5 idle streams (quick: 100)", "idle", 100, IDLE_TOKENS, IDLE_DELAY_MS, _S5, 30),
+        ]
+    return [
+        Scenario("S1-100", "S1 concurrency, 100 chats x 100 tokens, 20 ms", "concurrent", 100, 100, 20, _S1),
+        Scenario("S1-1000", "S1 concurrency, 1,000 chats", "concurrent", 1000, 100, 20, _S1),
+        Scenario("S1-3000", "S1 concurrency, 3,000 chats", "concurrent", 3000, 100, 20, _S1),
+        Scenario("S2", "S2 throughput, 50 chats x 2,000 tokens, no delay", "concurrent", 50, 2000, 0, _S2),
+        Scenario("S3", "S3 latency, 200 chats one at a time, 10 tokens", "sequential", 200, 10, 0, _S3, 60),
+        Scenario("S4-S1", "S4 scale-out on S1 at 3,000 chats", "concurrent", 3000, 100, 20, _S1, 100, True),
+        Scenario("S4-S2", "S4 scale-out on S2", "concurrent", 50, 2000, 0, _S2, 100, True),
+        Scenario("S5", "S5 memory, 1,000 idle streams", "idle", 1000, IDLE_TOKENS, IDLE_DELAY_MS, _S5, 60),
+    ]
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (``q`` in 0–100) of a non-empty list."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def figures(sc: Scenario, done: dict[str, Any]) -> dict[str, Any]:
+    """Compute the scenario's figures from the load generator's final message.
+
+    Rows are ``[ok, ttft_s, last_s, tokens, error]``.  End lag is
+    ``last − first − (tokens − 1) × delay``: how late the last token was
+    compared with a perfect pacing that started at the first token.
+    """
+    rows = done["results"]
+    ok = [r for r in rows if r[0]]
+    out: dict[str, Any] = {"completed": len(ok), "failed": len(rows) - len(ok), "wall_s": done["wall"]}
+    errors: dict[str, int] = {}
+    for r in rows:
+        if not r[0]:
+            errors[r[4][:80]] = errors.get(r[4][:80], 0) + 1
+    out["errors"] = dict(sorted(errors.items(), key=lambda kv: -kv[1])[:3])
+    timed = [r for r in ok if r[1] is not None]
+    if timed and sc.kind != "idle":
+        ttft = [r[1] * 1000 for r in timed]
+        lag = [(r[2] - r[1]) * 1000 - (sc.tokens - 1) * sc.delay_ms for r in timed]
+        out |= {
+            "ttft_p50_ms": percentile(ttft, 50),
+            "ttft_p99_ms": percentile(ttft, 99),
+            "lag_p50_ms": percentile(lag, 50),
+            "lag_p99_ms": percentile(lag, 99),
+        }
+    if sc.kind != "idle":
+        out["tokens_per_s"] = sum(r[3] for r in rows) / done["wall"] if done["wall"] else 0.0
+    return out
+
+
+def median(values: list[float]) -> float:
+    """Median of a non-empty list."""
+    return float(statistics.median(values))
