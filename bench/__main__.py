@@ -15,8 +15,8 @@ import os
 import platform
 import sys
 import time
+from datetime import UTC
 from datetime import datetime
-from datetime import timezone
 from pathlib import Path
 
 from bench.loadgen import raise_nofile_limit
@@ -32,12 +32,35 @@ from bench.targets import chatstream_available
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    p.add_argument("-s", "--scenarios", nargs="+", metavar="NAME", help="e.g. S1-1000 S2 S3 S4-S1 S5")
-    p.add_argument("-t", "--targets", nargs="+", metavar="NAME", choices=sorted(TARGETS), help="targets")
-    p.add_argument("--runs", type=int, help="runs per scenario and target (default 2, quick 1)")
-    p.add_argument("--quick", action="store_true", help="small N, one run: a ~1-2 minute smoke check")
-    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="results folder")
+    p = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__.splitlines()[0]
+    )
+    p.add_argument(
+        "-s",
+        "--scenarios",
+        nargs="+",
+        metavar="NAME",
+        help="e.g. S1-1000 S2 S3 S4-S1 S5",
+    )
+    p.add_argument(
+        "-t",
+        "--targets",
+        nargs="+",
+        metavar="NAME",
+        choices=sorted(TARGETS),
+        help="targets",
+    )
+    p.add_argument(
+        "--runs", type=int, help="runs per scenario and target (default 2, quick 1)"
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="small N, one run: a ~1-2 minute smoke check",
+    )
+    p.add_argument(
+        "--out", type=Path, default=ROOT / "bench" / "results", help="results folder"
+    )
     return p.parse_args(argv)
 
 
@@ -46,32 +69,52 @@ def main(argv: list[str] | None = None) -> int:
     args = _args(argv)
     raise_nofile_limit()  # inherited by the servers and the load generator
     runs = args.runs or (1 if args.quick else 2)
-    scenarios = [s for s in all_scenarios(args.quick) if not args.scenarios or s.name in args.scenarios]
+    scenarios = [
+        s
+        for s in all_scenarios(args.quick)
+        if not args.scenarios or s.name in args.scenarios
+    ]
     have_cs = chatstream_available()
     chosen = args.targets or [t for t in DEFAULT_TARGETS if have_cs or TARGETS[t].peer]
-    scaleout = [t for t in (args.targets or SCALEOUT_TARGETS) if t in SCALEOUT_TARGETS] if have_cs else []
+    scaleout = (
+        [t for t in (args.targets or SCALEOUT_TARGETS) if t in SCALEOUT_TARGETS]
+        if have_cs
+        else []
+    )
     peers = [t for t in chosen if TARGETS[t].peer]
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     logdir = args.out / "logs" / stamp
     results: Results = {}
     started = time.monotonic()
     for run in range(1, runs + 1):
         for sc in scenarios:
-            names = scaleout if sc.scaleout else [t for t in chosen if t not in SCALEOUT_TARGETS[1:]]
+            names = (
+                scaleout
+                if sc.scaleout
+                else [t for t in chosen if t not in SCALEOUT_TARGETS[1:]]
+            )
             for name in names:
                 t0 = time.monotonic()
                 fig = measure(TARGETS[name], sc, logdir / f"run{run}")
                 results.setdefault(sc.name, {}).setdefault(name, []).append(fig)
-                status = fig.get("error", "").splitlines()[0] if "error" in fig else "ok"
-                print(f"[run {run}] {sc.name:8} {name:20} {time.monotonic() - t0:5.1f} s  {status}", file=sys.stderr)
+                status = (
+                    fig.get("error", "").splitlines()[0] if "error" in fig else "ok"
+                )
+                print(
+                    f"[run {run}] {sc.name:8} {name:20} "
+                    f"{time.monotonic() - t0:5.1f} s  {status}",
+                    file=sys.stderr,
+                )
     header = "\n".join(
         [
             f"## chatstream benchmark {stamp}",
             "",
-            f"{platform.node()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-            f"{runs} run(s) per cell, cell = median (each run); server (and Redis) pinned to core 0, "
+            f"{platform.node()}, {os.cpu_count()} cores, "
+            f"Python {platform.python_version()}; {runs} run(s) per cell, "
+            "cell = median (each run); server (and Redis) pinned to core 0, "
             "load generator to core 1 (S4 with 2 workers: all on both cores); "
-            f"{'quick mode; ' if args.quick else ''}total {time.monotonic() - started:.0f} s."
+            f"{'quick mode; ' if args.quick else ''}"
+            f"total {time.monotonic() - started:.0f} s."
             + ("" if have_cs else " chatstream (wsgi.py) not present: peers only."),
         ]
     )
@@ -79,7 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{stamp}{'-quick' if args.quick else ''}.md").write_text(text)
-    (args.out / f"{stamp}{'-quick' if args.quick else ''}.json").write_text(json.dumps(results, indent=1))
+    (args.out / f"{stamp}{'-quick' if args.quick else ''}.json").write_text(
+        json.dumps(results, indent=1)
+    )
     return 0
 
 

@@ -2,14 +2,16 @@
 
 A chat runs over a single :class:`asyncio.Protocol` (no stream reader, no
 per-event coroutine wake-up): socket reads go straight into
-:class:`~bench.http_response.ResponseParser`, then :class:`~bench.sse_events.SSEDecoder`,
-then :class:`TokenChecker`, which timestamps the first and last token.  The
-coroutine only wakes up at milestones (JSON reply received, stream ended).
+:class:`~bench.http_response.ResponseParser`, then
+:class:`~bench.sse_events.SSEDecoder`, then :class:`TokenChecker`, which
+timestamps the first and last token.  The coroutine only wakes up at
+milestones (JSON reply received, stream ended).
 
 Modes:
 
 * ``postget``: ``POST /api/streaming`` (JSON reply with ``stream_url``), then
-  ``GET stream_url`` on the same keep-alive connection (a new one if the server closed it).
+  ``GET stream_url`` on the same keep-alive connection (a new one if the server
+  closed it).
 * ``single``: ``POST /api/streaming`` with ``Accept: text/event-stream``.
 """
 
@@ -143,7 +145,9 @@ class ChatProtocol(asyncio.Protocol):
         if self.parser.done or (self.checker is not None and self.checker.done):
             self._finish(None)
         else:
-            self._finish(exc or ConnectionResetError("server closed the connection early"))
+            self._finish(
+                exc or ConnectionResetError("server closed the connection early")
+            )
         self._resolve(self.head_waiter, None)
 
     def _finish(self, exc: BaseException | None) -> None:
@@ -163,8 +167,10 @@ class ChatProtocol(asyncio.Protocol):
             self.transport.close()
 
 
-def build_request(method: str, path: str, port: int, body: bytes = b"", sse: bool = False) -> bytes:
-    """Serialise an HTTP/1.1 request, headers as a browser's ``fetch``/EventSource sends."""
+def build_request(
+    method: str, path: str, port: int, body: bytes = b"", sse: bool = False
+) -> bytes:
+    """Serialise an HTTP/1.1 request with the headers a browser would send."""
     accept = "text/event-stream" if sse else "application/json"
     head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: {accept}\r\n"
     if method == "GET":
@@ -193,11 +199,15 @@ class ChatSpec:
 
 async def _connect(spec: ChatSpec) -> ChatProtocol:
     loop = asyncio.get_running_loop()
-    _, proto = await loop.create_connection(lambda: ChatProtocol(loop), spec.host, spec.port)
+    _, proto = await loop.create_connection(
+        lambda: ChatProtocol(loop), spec.host, spec.port
+    )
     return proto
 
 
-async def open_stream(spec: ChatSpec, checker: TokenChecker) -> tuple[ChatProtocol, asyncio.Future[None]]:
+async def open_stream(
+    spec: ChatSpec, checker: TokenChecker
+) -> tuple[ChatProtocol, asyncio.Future[None]]:
     """Do the POST (and GET) and return once the stream request is sent.
 
     :returns: the connection and the future that resolves when the stream ends.
@@ -208,7 +218,9 @@ async def open_stream(spec: ChatSpec, checker: TokenChecker) -> tuple[ChatProtoc
     body = spec.post_body()
     if spec.mode == "single":
         done = proto.expect(checker)
-        proto.transport.write(build_request("POST", "/api/streaming", spec.port, body, sse=True))
+        proto.transport.write(
+            build_request("POST", "/api/streaming", spec.port, body, sse=True)
+        )
         return proto, done
     reply = proto.expect(None)
     proto.transport.write(build_request("POST", "/api/streaming", spec.port, body))
@@ -239,7 +251,9 @@ async def run_chat(spec: ChatSpec) -> ChatResult:
         if checker.error:
             raise ChatFailed(checker.error)
         if not checker.done:
-            raise ChatFailed(f"stream closed after {checker.count}/{spec.tokens} tokens, no end")
+            raise ChatFailed(
+                f"stream closed after {checker.count}/{spec.tokens} tokens, no end"
+            )
     except (OSError, ChatFailed, ProtocolError, ValueError, KeyError) as exc:
         return _failed(checker, f"{type(exc).__name__}: {exc}")
     except asyncio.CancelledError:

@@ -23,7 +23,15 @@ class ResponseParser:
     :param on_body: called with each run of decoded body bytes.
     """
 
-    __slots__ = ("_buf", "_left", "_on_body", "_state", "headers", "keep_alive", "status")
+    __slots__ = (
+        "_buf",
+        "_left",
+        "_on_body",
+        "_state",
+        "headers",
+        "keep_alive",
+        "status",
+    )
 
     def __init__(self, on_body: Callable[[bytes], None]) -> None:
         self._on_body = on_body

@@ -49,7 +49,9 @@ async def _wait_for_go() -> None:
     await asyncio.to_thread(sys.stdin.readline)
 
 
-async def _bounded(coros: list[Coroutine[Any, Any, ChatResult]], deadline: float) -> list[ChatResult]:
+async def _bounded(
+    coros: list[Coroutine[Any, Any, ChatResult]], deadline: float
+) -> list[ChatResult]:
     tasks = [asyncio.ensure_future(c) for c in coros]
     _, pending = await asyncio.wait(tasks, timeout=deadline)
     for task in pending:
@@ -80,7 +82,9 @@ async def _sequential(spec: ChatSpec, n: int, deadline: float) -> list[ChatResul
     return results
 
 
-async def _idle(spec: ChatSpec, n: int, deadline: float) -> tuple[list[ChatResult], int]:
+async def _idle(
+    spec: ChatSpec, n: int, deadline: float
+) -> tuple[list[ChatResult], int]:
     """Open ``n`` streams, report how many got their response head, hold, close."""
     opened: list[Any] = []
 
@@ -109,7 +113,13 @@ async def _idle(spec: ChatSpec, n: int, deadline: float) -> tuple[list[ChatResul
 
 async def main_async(cfg: dict[str, Any]) -> None:
     """Run one load phase as described by ``cfg`` (see :mod:`bench.scenarios`)."""
-    spec = ChatSpec(cfg.get("host", "127.0.0.1"), cfg["port"], cfg["mode"], cfg["tokens"], cfg["delay_ms"])
+    spec = ChatSpec(
+        cfg.get("host", "127.0.0.1"),
+        cfg["port"],
+        cfg["mode"],
+        cfg["tokens"],
+        cfg["delay_ms"],
+    )
     warm = ChatSpec(spec.host, spec.port, spec.mode, 5, 0)
     for _ in range(cfg.get("warmup", 3)):
         res = await asyncio.wait_for(run_chat(warm), 30)
@@ -119,6 +129,7 @@ async def main_async(cfg: dict[str, Any]) -> None:
     _emit({"phase": "ready"})
     await _wait_for_go()
     n, deadline, kind = cfg["chats"], cfg["deadline"], cfg["kind"]
+    cpu0 = time.process_time()
     start = time.perf_counter()
     if kind == "concurrent":
         results = await _bounded([run_chat(spec) for _ in range(n)], deadline)
@@ -129,8 +140,9 @@ async def main_async(cfg: dict[str, Any]) -> None:
     else:
         raise ValueError(f"unknown kind {kind!r}")
     wall = time.perf_counter() - start
+    cpu = time.process_time() - cpu0
     rows = [[r.ok, r.ttft, r.last, r.tokens, r.error] for r in results]
-    _emit({"phase": "done", "wall": wall, "results": rows})
+    _emit({"phase": "done", "wall": wall, "loadgen_cpu_s": cpu, "results": rows})
 
 
 def main() -> None:

@@ -25,7 +25,8 @@ def _children_map() -> dict[int, list[int]]:
                 stat = f.read()
         except OSError:
             continue
-        # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+        # The command name (field 2) may hold spaces and parentheses:
+        # split after the last ')'.
         ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
         kids.setdefault(ppid, []).append(int(name))
     return kids

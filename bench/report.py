@@ -27,7 +27,10 @@ def _cell(runs: list[dict[str, Any]], m: Metric) -> str:
     if not runs:
         return "–"
     if m is COMPLETED:
-        cells = [f"{r['completed']}/{r['failed']}" if "completed" in r else "error" for r in runs]
+        cells = [
+            f"{r['completed']}/{r['failed']}" if "completed" in r else "error"
+            for r in runs
+        ]
         return " · ".join(cells)
     vals = _values(runs, m.key)
     if not vals:
@@ -42,15 +45,21 @@ def _ratio(num: list[float], den: list[float]) -> str:
     return f"{median(num) / median(den):.2f}×"
 
 
-def _best_peer(results: dict[str, list[dict[str, Any]]], peers: list[str], m: Metric) -> list[float]:
-    medians = [(median(v), v) for p in peers if (v := _values(results.get(p, []), m.key))]
+def _best_peer(
+    results: dict[str, list[dict[str, Any]]], peers: list[str], m: Metric
+) -> list[float]:
+    medians = [
+        (median(v), v) for p in peers if (v := _values(results.get(p, []), m.key))
+    ]
     if not medians:
         return []
     pick = min if m.better == "low" else max
     return pick(medians, key=lambda mv: mv[0])[1]
 
 
-def scenario_table(sc: Scenario, res: dict[str, list[dict[str, Any]]], peers: list[str]) -> str:
+def scenario_table(
+    sc: Scenario, res: dict[str, list[dict[str, Any]]], peers: list[str]
+) -> str:
     """Markdown table of one scenario."""
     names = list(res)
     if sc.scaleout:
@@ -65,12 +74,14 @@ def scenario_table(sc: Scenario, res: dict[str, list[dict[str, Any]]], peers: li
     ]
     for m in sc.metrics:
         row = [m.label] + [_cell(res[n], m) for n in names]
-        if m is not COMPLETED:
+        if m is not COMPLETED and m.ratio:
             if sc.scaleout:
                 base = _values(res[names[0]], m.key)
                 row += [_ratio(_values(res[n], m.key), base) for n in names[1:]]
             elif ratios:
-                row.append(_ratio(_values(res["chatstream"], m.key), _best_peer(res, peers, m)))
+                row.append(
+                    _ratio(_values(res["chatstream"], m.key), _best_peer(res, peers, m))
+                )
         else:
             row += [""] * len(ratios)
         lines.append("| " + " | ".join(row) + " |")
@@ -78,13 +89,17 @@ def scenario_table(sc: Scenario, res: dict[str, list[dict[str, Any]]], peers: li
     for n in names:
         for i, r in enumerate(res[n], 1):
             if "error" in r:
-                notes.append(f"- {n} run {i}: error: {str(r['error']).splitlines()[0][:200]}")
+                notes.append(
+                    f"- {n} run {i}: error: {str(r['error']).splitlines()[0][:200]}"
+                )
             elif r.get("errors"):
                 notes.append(f"- {n} run {i}: failures: {r['errors']}")
     return "\n".join(lines + ([""] + notes if notes else []))
 
 
-def render(results: Results, scenarios: list[Scenario], peers: list[str], header: str) -> str:
+def render(
+    results: Results, scenarios: list[Scenario], peers: list[str], header: str
+) -> str:
     """The whole report."""
     parts = [header]
     for sc in scenarios:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO
 from typing import Any
 
+from bench import machine
 from bench import procstat
 from bench.scenarios import Scenario
 from bench.scenarios import figures
@@ -47,7 +48,10 @@ class _Lines:
         try:
             line = self._q.get(timeout=timeout)
         except queue.Empty:
-            return {"phase": "error", "error": f"load generator silent for {timeout:.0f} s"}
+            return {
+                "phase": "error",
+                "error": f"load generator silent for {timeout:.0f} s",
+            }
         if not line:
             return {"phase": "error", "error": "load generator exited"}
         return dict(json.loads(line))
@@ -67,17 +71,31 @@ def measure(target: Target, sc: Scenario, logdir: Path) -> dict[str, Any]:
             if binary is None:
                 return {"error": "no redis-server"}
             rport = free_port()
-            redis = start_redis(binary, rport, target.server_cpus, logdir / f"{stem}-redis.log", logdir)
+            redis = start_redis(
+                binary, rport, target.server_cpus, logdir / f"{stem}-redis.log", logdir
+            )
             env["CHATSTREAM_REDIS_URL"] = f"redis://127.0.0.1:{rport}/0"
         port = free_port()
-        server = Server(target.command(port), target.server_cpus, env, logdir / f"{stem}.log", ROOT)
+        server = Server(
+            target.command(port), target.server_cpus, env, logdir / f"{stem}.log", ROOT
+        )
         server.wait_port(port)
         cfg = {
             "port": port, "mode": target.mode, "kind": sc.kind, "chats": sc.chats,
             "tokens": sc.tokens, "delay_ms": sc.delay_ms, "deadline": sc.deadline,
         }  # fmt: skip
-        cmd = ["taskset", "-c", target.loadgen_cpus, sys.executable, "-m", "bench.loadgen", json.dumps(cfg)]
-        gen = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        cmd = [
+            "taskset",
+            "-c",
+            target.loadgen_cpus,
+            sys.executable,
+            "-m",
+            "bench.loadgen",
+            json.dumps(cfg),
+        ]
+        gen = subprocess.Popen(
+            cmd, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         assert gen.stdin is not None and gen.stdout is not None
         lines = _Lines(gen.stdout)
         msg = lines.next(60)
@@ -88,7 +106,9 @@ def measure(target: Target, sc: Scenario, logdir: Path) -> dict[str, Any]:
             assert server is not None
             return server.pids() + (redis.pids() if redis else [])
 
+        quiet = machine.wait_quiet()
         cpu0, rss0 = procstat.cpu_seconds(tree()), procstat.rss_kb(tree())
+        busy0 = machine.busy_seconds()
         gen.stdin.write("go\n")
         gen.stdin.flush()
         msg = lines.next(sc.deadline + 60)
@@ -103,8 +123,14 @@ def measure(target: Target, sc: Scenario, logdir: Path) -> dict[str, Any]:
         if msg["phase"] != "done":
             return {"error": msg.get("error", str(msg)) + "\n" + server.tail(5)}
         pids = tree()
+        busy = machine.busy_seconds() - busy0
         out = figures(sc, msg) | extra
         out["cpu_s"] = procstat.cpu_seconds(pids) - cpu0
+        out["loadgen_cpu_s"] = msg.get("loadgen_cpu_s", 0.0)
+        # Busy time of everything else on the machine during the load
+        # (see bench.machine).
+        out["other_cpu_s"] = max(0.0, busy - out["cpu_s"] - out["loadgen_cpu_s"])
+        out["busy_before"] = quiet
         out["peak_rss_mb"] = procstat.peak_rss_kb(pids) / 1024
         return out
     except ServerError as exc:

@@ -30,6 +30,7 @@ class Metric:
     label: str
     better: Literal["low", "high"]
     fmt: str = "{:.1f}"
+    ratio: bool = True
 
 
 COMPLETED = Metric("completed", "completed / failed", "high", "{:.0f}")
@@ -40,6 +41,8 @@ LAG_P99 = Metric("lag_p99_ms", "end lag p99 (ms)", "low")
 TPS = Metric("tokens_per_s", "tokens/s", "high", "{:,.0f}")
 CPU = Metric("cpu_s", "server CPU (s)", "low", "{:.2f}")
 RSS = Metric("peak_rss_mb", "server peak RSS (MB)", "low")
+GEN_CPU = Metric("loadgen_cpu_s", "load generator CPU (s)", "low", "{:.2f}", False)
+OTHER_CPU = Metric("other_cpu_s", "other processes' CPU (s)", "low", "{:.2f}", False)
 IDLE = Metric("idle_kb_per_stream", "RSS per idle stream (KB)", "low")
 
 
@@ -67,33 +70,133 @@ class Scenario:
     scaleout: bool = False
 
 
-_S1 = (COMPLETED, TTFT_P50, TTFT_P99, LAG_P50, LAG_P99, TPS, CPU, RSS)
-_S2 = (COMPLETED, TPS, CPU, RSS)
-_S3 = (COMPLETED, TTFT_P50, TTFT_P99)
-_S5 = (COMPLETED, IDLE, RSS)
-#: S5's silent model: the first token at once, the second only after 10 minutes.
-IDLE_TOKENS, IDLE_DELAY_MS = 2, 600_000
+_S1 = (
+    COMPLETED,
+    TTFT_P50,
+    TTFT_P99,
+    LAG_P50,
+    LAG_P99,
+    TPS,
+    CPU,
+    RSS,
+    GEN_CPU,
+    OTHER_CPU,
+)
+_S2 = (COMPLETED, TPS, CPU, RSS, GEN_CPU, OTHER_CPU)
+_S3 = (COMPLETED, TTFT_P50, TTFT_P99, CPU, GEN_CPU, OTHER_CPU)
+_S5 = (COMPLETED, IDLE, RSS, OTHER_CPU)
+#: S5: a silent model: the first token at once, then 10 s of silence (the demo maximum).
+IDLE_TOKENS, IDLE_DELAY_MS = 10, 10_000
 
 
 def all_scenarios(quick: bool) -> list[Scenario]:
     """Every scenario, in run order; ``quick`` shrinks them for a smoke check."""
     if quick:
         return [
-            Scenario("S1-100", "S1 concurrency, 100 chats", "concurrent", 100, 100, 20, _S1, 30),
-            Scenario("S2", "S2 throughput (quick: 10 x 500 tokens)", "concurrent", 10, 500, 0, _S2, 30),
-            Scenario("S3", "S3 latency (quick: 30 chats)", "sequential", 30, 10, 0, _S3, 30),
-            Scenario("S4-S2", "S4 scale-out on S2 (quick)", "concurrent", 10, 500, 0, _S2, 30, True),
-            Scenario("S5", "S5 idle streams (quick: 100)", "idle", 100, IDLE_TOKENS, IDLE_DELAY_MS, _S5, 30),
+            Scenario(
+                "S1-100",
+                "S1 concurrency, 100 chats",
+                "concurrent",
+                100,
+                100,
+                20,
+                _S1,
+                30,
+            ),
+            Scenario(
+                "S2",
+                "S2 throughput (quick: 10 x 500 tokens)",
+                "concurrent",
+                10,
+                500,
+                0,
+                _S2,
+                30,
+            ),
+            Scenario(
+                "S3", "S3 latency (quick: 30 chats)", "sequential", 30, 10, 0, _S3, 30
+            ),
+            Scenario(
+                "S4-S2",
+                "S4 scale-out on S2 (quick)",
+                "concurrent",
+                10,
+                500,
+                0,
+                _S2,
+                30,
+                True,
+            ),
+            Scenario(
+                "S5",
+                "S5 idle streams (quick: 100)",
+                "idle",
+                100,
+                IDLE_TOKENS,
+                IDLE_DELAY_MS,
+                _S5,
+                30,
+            ),
         ]
     return [
-        Scenario("S1-100", "S1 concurrency, 100 chats x 100 tokens, 20 ms", "concurrent", 100, 100, 20, _S1),
-        Scenario("S1-1000", "S1 concurrency, 1,000 chats", "concurrent", 1000, 100, 20, _S1),
-        Scenario("S1-3000", "S1 concurrency, 3,000 chats", "concurrent", 3000, 100, 20, _S1),
-        Scenario("S2", "S2 throughput, 50 chats x 2,000 tokens, no delay", "concurrent", 50, 2000, 0, _S2),
-        Scenario("S3", "S3 latency, 200 chats one at a time, 10 tokens", "sequential", 200, 10, 0, _S3, 60),
-        Scenario("S4-S1", "S4 scale-out on S1 at 3,000 chats", "concurrent", 3000, 100, 20, _S1, 100, True),
-        Scenario("S4-S2", "S4 scale-out on S2", "concurrent", 50, 2000, 0, _S2, 100, True),
-        Scenario("S5", "S5 memory, 1,000 idle streams", "idle", 1000, IDLE_TOKENS, IDLE_DELAY_MS, _S5, 60),
+        Scenario(
+            "S1-100",
+            "S1 concurrency, 100 chats x 100 tokens, 20 ms",
+            "concurrent",
+            100,
+            100,
+            20,
+            _S1,
+        ),
+        Scenario(
+            "S1-1000", "S1 concurrency, 1,000 chats", "concurrent", 1000, 100, 20, _S1
+        ),
+        Scenario(
+            "S1-3000", "S1 concurrency, 3,000 chats", "concurrent", 3000, 100, 20, _S1
+        ),
+        Scenario(
+            "S2",
+            "S2 throughput, 50 chats x 2,000 tokens, no delay",
+            "concurrent",
+            50,
+            2000,
+            0,
+            _S2,
+        ),
+        Scenario(
+            "S3",
+            "S3 latency, 200 chats one at a time, 10 tokens",
+            "sequential",
+            200,
+            10,
+            0,
+            _S3,
+            60,
+        ),
+        Scenario(
+            "S4-S1",
+            "S4 scale-out on S1 at 3,000 chats",
+            "concurrent",
+            3000,
+            100,
+            20,
+            _S1,
+            100,
+            True,
+        ),
+        Scenario(
+            "S4-S2", "S4 scale-out on S2", "concurrent", 50, 2000, 0, _S2, 100, True
+        ),
+        Scenario(
+            "S5",
+            "S5 memory, 1,000 idle streams",
+            "idle",
+            1000,
+            IDLE_TOKENS,
+            IDLE_DELAY_MS,
+            _S5,
+            60,
+        ),
     ]
 
 
@@ -113,7 +216,11 @@ def figures(sc: Scenario, done: dict[str, Any]) -> dict[str, Any]:
     """
     rows = done["results"]
     ok = [r for r in rows if r[0]]
-    out: dict[str, Any] = {"completed": len(ok), "failed": len(rows) - len(ok), "wall_s": done["wall"]}
+    out: dict[str, Any] = {
+        "completed": len(ok),
+        "failed": len(rows) - len(ok),
+        "wall_s": done["wall"],
+    }
     errors: dict[str, int] = {}
     for r in rows:
         if not r[0]:
@@ -130,7 +237,9 @@ def figures(sc: Scenario, done: dict[str, Any]) -> dict[str, Any]:
             "lag_p99_ms": percentile(lag, 99),
         }
     if sc.kind != "idle":
-        out["tokens_per_s"] = sum(r[3] for r in rows) / done["wall"] if done["wall"] else 0.0
+        out["tokens_per_s"] = (
+            sum(r[3] for r in rows) / done["wall"] if done["wall"] else 0.0
+        )
     return out
 
 

@@ -39,7 +39,9 @@ class Server:
     :param cwd: working directory.
     """
 
-    def __init__(self, argv: list[str], cpus: str, env: dict[str, str], log: Path, cwd: Path) -> None:
+    def __init__(
+        self, argv: list[str], cpus: str, env: dict[str, str], log: Path, cwd: Path
+    ) -> None:
         cmd = (["taskset", "-c", cpus] if cpus else []) + argv
         self.log = log
         self._logf = log.open("wb")
@@ -67,7 +69,9 @@ class Server:
                     return
             except OSError:
                 time.sleep(0.1)
-        raise ServerError(f"no answer on port {port} after {timeout:.0f} s:\n{self.tail()}")
+        raise ServerError(
+            f"no answer on port {port} after {timeout:.0f} s:\n{self.tail()}"
+        )
 
     def pids(self) -> list[int]:
         """This server's live process tree."""
@@ -99,7 +103,7 @@ class Server:
 
 
 def start_redis(binary: str, port: int, cpus: str, log: Path, cwd: Path) -> Server:
-    """A throwaway redis-server on loopback: no persistence, no protected-mode surprises."""
+    """A throwaway redis-server on loopback, without persistence."""
     argv = [
         binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
         "--appendonly", "no", "--daemonize", "no", "--maxclients", "20000",

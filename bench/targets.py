@@ -57,7 +57,9 @@ class Target:
         return [a.replace("{port}", str(port)) for a in self.argv]
 
 
-def _chatstream(name: str, mode: Mode, desc: str, workers: int = 1, redis: bool = False) -> Target:
+def _chatstream(
+    name: str, mode: Mode, desc: str, workers: int = 1, redis: bool = False
+) -> Target:
     argv = (
         _gunicorn(), "-c", "gunicorn.conf.py", "-b", "127.0.0.1:{port}",
         "--worker-connections", "10000", "wsgi:app",
@@ -84,10 +86,21 @@ def _flask(name: str, mode: Mode, desc: str) -> Target:
 TARGETS: dict[str, Target] = {
     t.name: t
     for t in (
-        _chatstream("chatstream", "postget", "chatstream, 1 gevent worker, POST then GET"),
-        _chatstream("chatstream-single", "single", "chatstream, 1 gevent worker, single request"),
-        _chatstream("chatstream-redis", "postget", "chatstream + Redis store, 1 worker", redis=True),
-        _chatstream("chatstream-redis-2w", "postget", "chatstream + Redis, 2 workers", 2, True),
+        _chatstream(
+            "chatstream", "postget", "chatstream, 1 gevent worker, POST then GET"
+        ),
+        _chatstream(
+            "chatstream-single", "single", "chatstream, 1 gevent worker, single request"
+        ),
+        _chatstream(
+            "chatstream-redis",
+            "postget",
+            "chatstream + Redis store, 1 worker",
+            redis=True,
+        ),
+        _chatstream(
+            "chatstream-redis-2w", "postget", "chatstream + Redis, 2 workers", 2, True
+        ),
         Target(
             "node",
             ("node", str(ROOT / "bench/peers/node/server.js"), "{port}"),
@@ -98,21 +111,46 @@ TARGETS: dict[str, Target] = {
         Target(
             "fastapi",
             (
-                str(BIN / "uvicorn"), "bench.peers.fastapi_sse:app", "--host", "127.0.0.1",
-                "--port", "{port}", "--workers", "1", "--no-access-log",
-                "--log-level", "warning", "--backlog", "4096",
+                str(BIN / "uvicorn"),
+                "bench.peers.fastapi_sse:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "{port}",
+                "--workers",
+                "1",
+                "--no-access-log",
+                "--log-level",
+                "warning",
+                "--backlog",
+                "4096",
             ),  # fmt: skip
             "postget",
             True,
             "FastAPI + sse-starlette on uvicorn (uvloop, httptools), POST then GET",
         ),
-        _flask("flask-single", "single", "naive Flask generator on gunicorn gevent, single request"),
-        _flask("flask-postget", "postget", "naive Flask generator on gunicorn gevent, POST then GET"),
+        _flask(
+            "flask-single",
+            "single",
+            "naive Flask generator on gunicorn gevent, single request",
+        ),
+        _flask(
+            "flask-postget",
+            "postget",
+            "naive Flask generator on gunicorn gevent, POST then GET",
+        ),
     )
 }
 
 #: Targets run by default: chatstream (when present) and every peer.
-DEFAULT_TARGETS = ("chatstream", "chatstream-single", "node", "fastapi", "flask-single", "flask-postget")
+DEFAULT_TARGETS = (
+    "chatstream",
+    "chatstream-single",
+    "node",
+    "fastapi",
+    "flask-single",
+    "flask-postget",
+)
 #: Set-ups compared in S4 (scale-out), against ``chatstream``.
 SCALEOUT_TARGETS = ("chatstream", "chatstream-redis", "chatstream-redis-2w")
 

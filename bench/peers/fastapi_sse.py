@@ -31,7 +31,11 @@ async def _events(tokens: int, delay_ms: int) -> AsyncIterator[dict[str, Any]]:
     for i in range(tokens):
         if i and delay_ms:
             await asyncio.sleep(delay_ms / 1000)
-        yield {"id": str(i), "event": "newToken", "data": json.dumps({"token": f"{i} "})}
+        yield {
+            "id": str(i),
+            "event": "newToken",
+            "data": json.dumps({"token": f"{i} "}),
+        }
     end = json.dumps({"finish_reason": "stop", "tokens": tokens})
     yield {"id": str(tokens), "event": "end", "data": end}
 
@@ -50,7 +54,9 @@ async def create(request: Request) -> JSONResponse | EventSourceResponse:
         return _stream(tokens, delay_ms)
     sid = uuid.uuid4().hex
     _pending[sid] = (tokens, delay_ms)
-    return JSONResponse({"id": sid, "stream_url": f"/api/streaming/{sid}"}, status_code=202)
+    return JSONResponse(
+        {"id": sid, "stream_url": f"/api/streaming/{sid}"}, status_code=202
+    )
 
 
 @app.get("/api/streaming/{sid}", response_model=None)
