@@ -89,10 +89,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     register_error_handlers(app)
     from .views import events
+    from .views import ops
     from .views import pages
     from .views import prompts
 
     app.register_blueprint(prompts.bp)
     app.register_blueprint(events.bp)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(ops.bp)
     return app

@@ -45,9 +45,14 @@ class EventLike(Protocol):
 
 
 class Channel(Protocol[T]):
-    def put(self, item: T) -> None: ...
-    def get(self, timeout: float | None = None) -> T: ...
-    def close(self) -> None: ...
+    def put(self, item: T) -> None:
+        """Hand over ``item``, waiting while full. :raises Cancelled: closed."""
+
+    def get(self, timeout: float | None = None) -> T:
+        """Take the next item. :raises Empty: timed out. :raises Cancelled: closed."""
+
+    def close(self) -> None:
+        """Cancel both sides: pending items are dropped, waiters wake."""
 
 
 def gevent_active() -> bool:
@@ -89,7 +94,7 @@ class _NativeChannel(Generic[T]):
     def get(self, timeout: float | None = None) -> T:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            while not self._items:
+            while not self._items or self._closed:
                 if self._closed:
                     raise Cancelled("channel closed")
                 remaining = None if deadline is None else deadline - time.monotonic()
@@ -137,12 +142,12 @@ class _ThreadToHubChannel(Generic[T]):
         while True:
             self._ready.clear()
             with self._cond:  # held briefly by either side, never while waiting
+                if self._closed:
+                    raise Cancelled("channel closed")
                 if self._items:
                     item = self._items.popleft()
                     self._cond.notify_all()
                     return item
-                if self._closed:
-                    raise Cancelled("channel closed")
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 raise Empty
@@ -189,7 +194,7 @@ class _GreenletChannel(Generic[T]):
             item: T = self._queue.get(timeout=timeout)
         except gevent.queue.Empty:
             raise Empty from None
-        if item is _CLOSED:
+        if item is _CLOSED or self._closed:
             raise Cancelled("channel closed")
         return item
 

@@ -46,7 +46,7 @@ SETTINGS: dict[str, Setting] = {
     "GENERATION_TIMEOUT_S": Setting(300.0, float, 0.1, 86_400, "overall generation time"),
     "ATTACH_GRACE_S": Setting(30.0, float, 0.1, 3600, "cancel when no reader attaches"),
     "DETACH_GRACE_S": Setting(30.0, float, 0.1, 3600, "cancel when all readers left"),
-    "SWEEP_S": Setting(1.0, float, 0.05, 60, "janitor period"),
+    "SWEEP_S": Setting(1.0, float, 0.01, 60, "janitor period"),
     "DEMO_DELAY_MS": Setting(30, int, 0, 10_000, "demo model delay between tokens"),
     "OPENAI_TIMEOUT_S": Setting(60.0, float, 0.1, 3600, "upstream read timeout"),
     "OPENAI_MAX_RETRIES": Setting(2, int, 0, 10, "SDK retries on 429/5xx"),

@@ -180,9 +180,8 @@ def register_error_handlers(app: Flask) -> None:
         headers: dict[str, str] = {}
         if status == 405 and exc.valid_methods:  # type: ignore[attr-defined]
             headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
-        return error_response(
-            status, _snake(exc.name), exc.description or exc.name, headers
-        )
+        code = "payload_too_large" if status == 413 else _snake(exc.name)
+        return error_response(status, code, exc.description or exc.name, headers)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:

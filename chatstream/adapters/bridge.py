@@ -132,7 +132,10 @@ class CallbackBridge:
         spawn(self._run, request, callbacks)
         try:
             while True:
-                item = channel.get()
+                try:
+                    item = channel.get()
+                except Cancelled:  # closed by :meth:`close`: stop quietly
+                    return
                 if isinstance(item, str):
                     yield item
                 elif isinstance(item, Finish):

@@ -1,0 +1,41 @@
+# The two README commands: `make serve` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: serve dev test test-unit check bench system-deps clean
+
+$(VENV)/.installed: setup.cfg pyproject.toml requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt -e '.[test,dev]'
+	touch $@
+
+## Serve the chat page at http://$(HOST):$(PORT) (demo model unless configured).
+serve: $(VENV)/.installed
+	HOST=$(HOST) PORT=$(PORT) $(VENV)/bin/gunicorn -c gunicorn.conf.py wsgi:app
+
+## Development server (threaded, no gevent, auto-reload).
+dev: $(VENV)/.installed
+	$(VENV)/bin/flask --app chatstream run --debug --port $(PORT)
+
+system-deps:
+	./scripts/install-system-deps.sh
+
+## The whole test suite: unit, live gunicorn, Redis, nginx, browser.
+test: $(VENV)/.installed system-deps
+	$(PY) -m pytest
+
+test-unit: $(VENV)/.installed
+	$(PY) -m pytest tests/unit
+
+check: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) test-artifacts .pytest_cache .mypy_cache .ruff_cache

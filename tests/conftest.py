@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+import pytest
+
+from chatstream import create_app
+
+
+@pytest.fixture
+def app():
+    """A chatstream app on the threading driver, demo model, fast timers."""
+    app = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "test",
+            "ADAPTER": "demo",
+            "DEMO_DELAY_MS": 0,
+            "HEARTBEAT_S": 0.2,
+            "SWEEP_S": 0.05,
+        }
+    )
+    yield app
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()

@@ -1,0 +1,117 @@
+"""A loopback TCP proxy that can cut SSE connections mid-stream.
+
+Used to drop a reader's connection from the server side (as a restarting
+load balancer or a flaky network would), so tests can prove that
+``Last-Event-ID`` resumes with nothing lost or repeated.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+
+class CuttingProxy:
+    """Forward ``127.0.0.1:<port>`` to an upstream; optionally cut SSE responses.
+
+    :param upstream: ``(host, port)`` of the real server.
+    """
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._lock = threading.Lock()
+        self._cut_after = 0
+        self._cuts_left = 0
+        self.cuts = 0
+        self._stopped = False
+        self._sockets: set[socket.socket] = set()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def arm(self, after_events: int, times: int = 1) -> None:
+        """Cut the next ``times`` event-stream responses after ``after_events`` events."""
+        with self._lock:
+            self._cut_after, self._cuts_left = after_events, times
+
+    def _accept(self) -> None:
+        while not self._stopped:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        try:
+            upstream = socket.create_connection(self.upstream)
+        except OSError:
+            client.close()
+            return
+        self._sockets.update((client, upstream))
+        threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+        self._pump_response(upstream, client)
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def _pump_response(self, src: socket.socket, dst: socket.socket) -> None:
+        seen = 0
+        is_sse = None
+        limit = 0
+        try:
+            while data := src.recv(65536):
+                if is_sse is None and b"\r\n\r\n" in data:
+                    is_sse = b"text/event-stream" in data.split(b"\r\n\r\n", 1)[0]
+                    with self._lock:
+                        if is_sse and self._cuts_left > 0:
+                            self._cuts_left -= 1
+                            limit = self._cut_after
+                if limit:
+                    seen += data.count(b"event: ")
+                    if seen >= limit:
+                        # Forward a partial frame, then drop: the browser must
+                        # discard the incomplete event and resume after the last
+                        # complete one.
+                        dst.sendall(data[: max(1, len(data) - 7)])
+                        self.cuts += 1
+                        raise OSError("cut")
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                sock.close()
+
+    def close(self) -> None:
+        self._stopped = True
+        self._listener.close()
+        for sock in list(self._sockets):
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def __enter__(self) -> CuttingProxy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,163 @@
+"""The runner: tokens framed into the store, terminal events, lifecycle limits."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+
+from chatstream import config as settings
+from chatstream.adapters.base import Finish
+from chatstream.adapters.demo import DemoFactory
+from chatstream.concurrency import Driver
+from chatstream.errors import BadRequest
+from chatstream.errors import Overloaded
+from chatstream.errors import UpstreamRateLimited
+from chatstream.generation import Runner
+from chatstream.streams import MemoryStreamStore
+
+PROMPT = [{"role": "user", "content": "hi"}]
+
+
+class ScriptedFactory:
+    """Adapters that yield a script; ``close()`` is recorded."""
+
+    name = "scripted"
+
+    def __init__(self, script, *, block=False):
+        self.script = script
+        self.block = block
+        self.closed = threading.Event()
+
+    def check_options(self, options):
+        return options
+
+    def __call__(self):
+        factory = self
+
+        class Adapter:
+            def stream(self, request):
+                for item in factory.script:
+                    if isinstance(item, Exception):
+                        raise item
+                    yield item
+                if factory.block:
+                    factory.closed.wait(30)
+
+            def close(self):
+                factory.closed.set()
+
+        return Adapter()
+
+
+def make_runner(factory, **overrides):
+    config = settings.defaults()
+    config.update({"ADAPTER": "demo", "DEMO_DELAY_MS": 0, "SWEEP_S": 0.02, **overrides})
+    settings.validate(config)
+    store = MemoryStreamStore(Driver("threading"), ttl_s=60)
+    return Runner(store, factory, Driver("threading"), config), store
+
+
+def events(store, stream_id, timeout=10):
+    reader = store.open_reader(stream_id)
+    data, after = b"", 0
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        chunk = reader.read(after, 0.5)
+        data += chunk.data
+        after = chunk.last_id
+        if chunk.finished:
+            break
+    reader.close()
+    parsed = []
+    for block in data.decode().strip().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.split("\n"))
+        parsed.append((int(fields["id"]), fields["event"], json.loads(fields["data"])))
+    return parsed
+
+
+def test_tokens_then_end_with_usage():
+    runner, store = make_runner(ScriptedFactory(["a", "", "b", Finish("stop", {"total_tokens": 2})]))
+    sid = runner.start(PROMPT)
+    assert events(store, sid) == [
+        (1, "newToken", {"token": "a"}),
+        (2, "newToken", {"token": "b"}),
+        (3, "end", {"finish_reason": "stop", "usage": {"total_tokens": 2}}),
+    ]
+
+
+def test_upstream_error_becomes_error_event_after_tokens():
+    runner, store = make_runner(ScriptedFactory(["a", UpstreamRateLimited("slow down")]))
+    sid = runner.start(PROMPT)
+    assert events(store, sid)[-1] == (
+        2, "error", {"code": "upstream_rate_limited", "message": "slow down"}
+    )
+
+
+def test_unexpected_exception_leaks_no_detail(caplog):
+    runner, store = make_runner(ScriptedFactory([KeyError("secret internals")]))
+    sid = runner.start(PROMPT)
+    last = events(store, sid)[-1]
+    assert last[1] == "error" and last[2]["code"] == "generation_failed"
+    assert "secret" not in json.dumps(last)
+
+
+def test_event_count_is_bounded_with_length():
+    runner, store = make_runner(ScriptedFactory([str(i) for i in range(100)]), MAX_EVENTS=10)
+    got = events(store, runner.start(PROMPT))
+    assert len(got) == 10 and got[-1] == (10, "end", {"finish_reason": "length"})
+
+
+def test_cancel_closes_adapter_and_ends_cancelled():
+    factory = ScriptedFactory(["a"], block=True)
+    runner, store = make_runner(factory)
+    sid = runner.start(PROMPT)
+    assert runner.cancel(sid) is True
+    assert factory.closed.wait(5)
+    assert events(store, sid)[-1][1:] == ("end", {"finish_reason": "cancelled"})
+    assert sid not in runner.running
+
+
+def test_no_reader_within_grace_cancels():
+    factory = ScriptedFactory([], block=True)
+    runner, store = make_runner(factory, ATTACH_GRACE_S=0.1)
+    sid = runner.start(PROMPT)
+    assert factory.closed.wait(10)
+    assert events(store, sid)[-1][1:] == ("end", {"finish_reason": "cancelled"})
+
+
+def test_all_readers_leaving_cancels_after_grace():
+    factory = ScriptedFactory(["a"], block=True)
+    runner, store = make_runner(factory, DETACH_GRACE_S=0.1)
+    sid = runner.start(PROMPT)
+    store.open_reader(sid).close()
+    assert factory.closed.wait(10)
+
+
+def test_generation_timeout_is_an_error_event():
+    factory = ScriptedFactory(["a"], block=True)
+    runner, store = make_runner(factory, GENERATION_TIMEOUT_S=0.1)
+    sid = runner.start(PROMPT)
+    last = events(store, sid)[-1]
+    assert last[1] == "error" and last[2]["code"] == "generation_timeout"
+
+
+def test_unknown_model_and_bad_options_are_refused():
+    runner, _ = make_runner(DemoFactory({"DEMO_DELAY_MS": 0}))
+    with pytest.raises(BadRequest, match="Unknown model"):
+        runner.start(PROMPT, model="gpt-99")
+    with pytest.raises(BadRequest, match="tokens"):
+        runner.start(PROMPT, options={"tokens": -1})
+
+
+def test_too_many_running_streams_is_overloaded():
+    factory = ScriptedFactory([], block=True)
+    runner, _ = make_runner(factory, MAX_STREAMS=2)
+    first = runner.start(PROMPT)
+    runner.start(PROMPT)
+    with pytest.raises(Overloaded) as info:
+        runner.start(PROMPT)
+    assert info.value.headers["Retry-After"]
+    runner.cancel(first)
