@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
 import openai
 
 from ..errors import UpstreamAuthError
@@ -43,6 +42,14 @@ def _detail(exc: openai.APIError) -> str:
     return exc.message
 
 
+def _is_transport_error(exc: Exception) -> bool:
+    # The SDK's HTTP stack (httpx, or httpx2 in openai 3.x) may surface raw
+    # transport errors while a stream body is read; match them by module so
+    # the adapter does not pin one transport package.
+    module = type(exc).__module__
+    return module.split(".", 1)[0] in ("httpx", "httpx2", "httpcore", "httpcore2")
+
+
 def translate(exc: Exception, *, streaming: bool) -> UpstreamError:
     """Map an SDK (or transport) error to a chatstream upstream error.
 
@@ -50,7 +57,7 @@ def translate(exc: Exception, *, streaming: bool) -> UpstreamError:
     """
     if isinstance(exc, openai.APITimeoutError):
         return UpstreamTimeout("The model server did not answer in time.")
-    if isinstance(exc, openai.APIConnectionError | httpx.TransportError):
+    if isinstance(exc, openai.APIConnectionError) or _is_transport_error(exc):
         if streaming:
             return UpstreamDropped("The connection to the model server dropped mid-answer.")
         return UpstreamUnavailable("The model server cannot be reached.")
@@ -91,10 +98,12 @@ class OpenAIChatAdapter:
                 stream=True,
                 stream_options={"include_usage": True},
             )
-        except (openai.APIError, httpx.HTTPError) as exc:
+        except Exception as exc:
             if self._closed:
                 return
-            raise translate(exc, streaming=False) from exc
+            if isinstance(exc, openai.APIError) or _is_transport_error(exc):
+                raise translate(exc, streaming=False) from exc
+            raise
         reason: FinishReason = "stop"
         usage: dict[str, int] | None = None
         try:
@@ -115,7 +124,7 @@ class OpenAIChatAdapter:
         except Exception as exc:
             if self._closed:  # our own close() interrupted the read
                 return
-            if isinstance(exc, openai.APIError | httpx.HTTPError):
+            if isinstance(exc, openai.APIError) or _is_transport_error(exc):
                 raise translate(exc, streaming=True) from exc
             raise
         finally:
@@ -141,7 +150,7 @@ class OpenAIChatFactory:
         self.client = openai.OpenAI(
             api_key=config.get("OPENAI_API_KEY") or "unset",
             base_url=config.get("OPENAI_BASE_URL") or None,
-            timeout=httpx.Timeout(config["OPENAI_TIMEOUT_S"], connect=10.0),
+            timeout=openai.Timeout(config["OPENAI_TIMEOUT_S"], connect=10.0),
             max_retries=config["OPENAI_MAX_RETRIES"],
         )
 
