@@ -264,7 +264,7 @@ function formatStats(s) {
 function updateStats() {
   const conv = store.active();
   const model = (conv && conv.model) || currentModel();
-  els.statsModel.textContent = [cfg.adapter, model].filter(Boolean).join(' · ');
+  els.statsModel.textContent = cfg.adapter && cfg.adapter !== model ? `${model} · ${cfg.adapter} adapter` : `model ${model}`;
   let text = '';
   if (conv && live.has(conv.id)) text = 'streaming…';
   else if (conv) {
@@ -526,6 +526,10 @@ els.convList.addEventListener('click', (e) => {
   }
 });
 els.newChat.addEventListener('click', newChat);
+els.empty.addEventListener('click', (e) => {
+  const btn = e.target.closest('button.suggestion');
+  if (btn) send(btn.dataset.prompt);
+});
 els.openSidebar.addEventListener('click', () => setSidebar(true));
 els.closeSidebar.addEventListener('click', () => { setSidebar(false); els.openSidebar.focus(); });
 els.scrim.addEventListener('click', () => setSidebar(false));

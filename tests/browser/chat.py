@@ -1,0 +1,96 @@
+"""A small page object for the chat page, shared by the browser tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from playwright.sync_api import Locator
+from playwright.sync_api import Page
+from playwright.sync_api import Request
+from playwright.sync_api import Response
+from playwright.sync_api import expect
+
+#: Playwright waits (ms): generous, since they only bound a failing test.
+WAIT_MS = 20_000
+
+# How many numbers the last answer shows (demo `tokens` answers are "0 1 2 ...").
+_COUNT_JS = """() => {
+  const md = document.querySelector('#messages li.msg-assistant:last-child .md');
+  return md ? (md.textContent.match(/\\d+/g) || []).length : 0;
+}"""
+
+
+def numbers(count: int, start: int = 0) -> str:
+    """The rendered text of a demo answer made with ``options.tokens = count``."""
+    return " ".join(str(i) for i in range(start, count))
+
+
+def is_stream_post(request: Request) -> bool:
+    return request.method == "POST" and request.url.endswith("/api/streaming")
+
+
+def is_stream_post_response(response: Response) -> bool:
+    return is_stream_post(response.request)
+
+
+class ChatPage:
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.prompt = page.locator("#prompt")
+        self.send_button = page.locator("#send")
+        self.stop_button = page.locator("#stop")
+        self.messages = page.locator("#messages > li.msg")
+        self.user_messages = page.locator("#messages > li.msg-user")
+        self.answers = page.locator("#messages > li.msg-assistant")
+        self.conversations = page.locator("#conv-list > li.conv")
+        self.announcer = page.locator("#announcer")
+        self.stats = page.locator("#stats")
+
+    def open(self) -> ChatPage:
+        self.page.goto("/")
+        expect(self.page.locator("body.is-ready")).to_be_attached()
+        return self
+
+    def set_options(self, **options: Any) -> None:
+        """Make the next POSTs carry demo ``options`` (``tokens``, ``delay_ms``...)."""
+        self.page.evaluate(
+            "o => { window.chatstreamRequestExtra = Object.keys(o).length ? {options: o} : null }",
+            options,
+        )
+
+    def send(self, text: str) -> dict[str, Any]:
+        """Type ``text``, press Enter, and return the JSON body that was POSTed."""
+        self.prompt.fill(text)
+        with self.page.expect_request(is_stream_post) as req:
+            self.prompt.press("Enter")
+        body: dict[str, Any] = req.value.post_data_json
+        return body
+
+    @property
+    def last_answer(self) -> Locator:
+        return self.answers.last
+
+    def last_text(self) -> str:
+        return self.last_answer.locator(".md").inner_text().strip()
+
+    def wait_done(self, status: str = "done") -> Locator:
+        answer = self.last_answer
+        expect(answer).to_have_attribute("data-status", status, timeout=WAIT_MS)
+        return answer
+
+    def shown_numbers(self) -> int:
+        count: int = self.page.evaluate(_COUNT_JS)
+        return count
+
+    def wait_numbers_above(self, count: int) -> int:
+        """Wait until the last answer shows more than ``count`` numbers; return the new count."""
+        self.page.wait_for_function(
+            f"n => ({_COUNT_JS})() > n", arg=count, timeout=WAIT_MS
+        )
+        return self.shown_numbers()
+
+    def saved_state(self) -> dict[str, Any]:
+        state: dict[str, Any] = self.page.evaluate(
+            "() => JSON.parse(localStorage.getItem('chatstream.conversations.v1') || 'null')"
+        )
+        return state

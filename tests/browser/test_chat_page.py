@@ -1,0 +1,464 @@
+"""The chat page in a real browser (headless Chromium) against real gunicorn.
+
+Nothing here asserts on speed: answers that must be sampled mid-stream are made
+slow with the demo's ``delay_ms``, and every wait is a Playwright wait on a DOM
+condition.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+from httpx_sse import connect_sse
+from playwright.sync_api import ConsoleMessage
+from playwright.sync_api import Dialog
+from playwright.sync_api import Page
+from playwright.sync_api import Route
+from playwright.sync_api import expect
+
+from tests.browser.chat import WAIT_MS
+from tests.browser.chat import ChatPage
+from tests.browser.chat import is_stream_post
+from tests.browser.chat import is_stream_post_response
+from tests.browser.chat import numbers
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def chat(page: Page) -> ChatPage:
+    return ChatPage(page).open()
+
+
+def test_answer_grows_while_streaming_and_ends_with_the_full_reply(chat: ChatPage) -> None:
+    # Count every change of the live region: it must speak about completion,
+    # not once per token.
+    chat.page.evaluate("""() => {
+      window.__announcements = [];
+      new MutationObserver(() => {
+        const t = document.getElementById('announcer').textContent;
+        if (t) window.__announcements.push(t);
+      }).observe(document.getElementById('announcer'), {childList: true, characterData: true, subtree: true});
+    }""")
+    chat.set_options(tokens=50, delay_ms=60)
+    chat.send("count for me")
+
+    answer = chat.last_answer
+    expect(answer).to_have_attribute("data-status", "streaming")
+    expect(chat.stop_button).to_be_visible()
+    expect(chat.send_button).to_be_hidden()
+
+    first = chat.wait_numbers_above(2)
+    assert answer.get_attribute("data-status") == "streaming"
+    second = chat.wait_numbers_above(first)
+    assert answer.get_attribute("data-status") == "streaming"
+    assert 2 < first < second < 50
+    # What is shown mid-stream is always a prefix of the reply, in order.
+    assert numbers(50).startswith(chat.last_text())
+
+    chat.wait_done()
+    assert chat.last_text() == numbers(50)
+    expect(chat.send_button).to_be_visible()
+    expect(chat.stop_button).to_be_hidden()
+    expect(chat.stats).to_contain_text("first token")
+    expect(chat.stats).to_contain_text("tok/s")
+    expect(chat.announcer).to_have_text("Answer complete.")
+    announcements = chat.page.evaluate("window.__announcements")
+    assert announcements == ["Answer complete."]
+    assert chat.last_answer.get_attribute("aria-busy") is None
+
+
+def test_demo_reply_renders_markdown_highlighting_and_copy_buttons(chat: ChatPage) -> None:
+    chat.send("Please *quote* me")
+    answer = chat.wait_done()
+    md = answer.locator(".md")
+
+    expect(md.locator("h2")).to_have_text("Hello from the demo model")
+    expect(md.locator("blockquote")).to_contain_text("Please quote me")
+    expect(md.locator("blockquote em")).to_have_text("quote")
+    expect(md.locator("ul > li")).to_have_count(3)
+    expect(md.locator("strong").first).to_be_visible()
+    expect(md.locator("code", has_text="newToken")).to_be_visible()
+
+    code = md.locator(".code-block pre code.hljs.language-python")
+    expect(code).to_contain_text("import os")
+    expect(code.locator(".hljs-keyword", has_text="import")).to_be_visible()
+    expect(code.locator(".hljs-string").first).to_be_visible()
+    expect(md.locator(".code-block .code-lang")).to_have_text("python")
+
+    # The code block's copy button copies exactly the code.
+    md.locator(".copy-code").click()
+    expect(md.locator(".copy-code")).to_have_text("Copied")
+    copied = chat.page.evaluate("navigator.clipboard.readText()")
+    assert copied == code.text_content()
+    assert copied.startswith("# Switch to a real model")
+
+    # The answer's copy button copies its markdown source.
+    answer.locator("button[data-action=copy]").click()
+    source = chat.saved_state()["conversations"][0]["messages"][1]["content"]
+    assert chat.page.evaluate("navigator.clipboard.readText()") == source
+    assert source.startswith("## Hello from the demo model")
+
+
+def test_markdown_tables_and_sanitizer(chat: ChatPage) -> None:
+    """The renderer itself: GFM tables render; markup smuggled into markdown never survives."""
+    html = chat.page.evaluate("""async () => {
+      const { renderMarkdown } = await import('/static/js/markdown.js');
+      const md = [
+        '| lang | year |', '| --- | --- |', '| Python | 1991 |', '',
+        '[bad](javascript:alert(1)) <b onclick="alert(2)">x</b>',
+        '<iframe src="javascript:alert(3)"></iframe>',
+      ].join('\\n');
+      const div = document.createElement('div');
+      div.append(renderMarkdown(md));
+      return div.innerHTML;
+    }""")
+    assert "<table>" in html and "<th>lang</th>" in html and "<td>1991</td>" in html
+    assert "javascript:" not in re.sub(r"&lt;.*?&gt;", "", html)  # only as escaped text
+    assert "<iframe" not in html and "<b " not in html and "onclick" not in re.sub(r"&lt;.*?&gt;", "", html)
+    assert "&lt;iframe" in html  # raw HTML is shown as text
+
+
+def test_xss_payload_echoed_by_the_model_does_not_execute(chat: ChatPage) -> None:
+    dialogs: list[str] = []
+    chat.page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    payload = (
+        '<img src=x onerror="window.__pwned=1;alert(1)"> '
+        "<script>window.__pwned=2;alert(2)</script> "
+        "[click me](javascript:window.__pwned=3) "
+        '<a href="javascript:alert(4)">link</a>'
+    )
+    chat.send(payload)
+    answer = chat.wait_done()
+
+    # The prompt is shown exactly as typed, as text.
+    bubble = chat.user_messages.last.locator(".bubble")
+    assert bubble.text_content() == payload
+    assert bubble.locator("*").count() == 0
+
+    # The model's echo shows the markup as text and contains none of it.
+    md = answer.locator(".md")
+    quote = md.locator("blockquote")
+    expect(quote).to_contain_text('<img src=x onerror="window.__pwned=1;alert(1)">')
+    expect(quote).to_contain_text("<script>window.__pwned=2;alert(2)</script>")
+    assert md.locator("img, script, iframe, [onerror]").count() == 0
+    assert md.locator("a[href^='javascript' i]").count() == 0
+    for link in md.locator("a").all():
+        link.click()  # following any link the model made must not run code either
+
+    assert chat.page.evaluate("typeof window.__pwned") == "undefined"
+    assert chat.page.locator("body img, body script:not([src])").count() == 0
+    assert dialogs == []
+
+
+def test_stop_mid_stream_keeps_the_partial_answer_and_cancels_on_the_server(
+    chat: ChatPage, base_url: str
+) -> None:
+    chat.set_options(tokens=200, delay_ms=60)
+    with chat.page.expect_response(is_stream_post_response) as posted:
+        chat.send("a long one")
+    stream_url = base_url + posted.value.json()["stream_url"]
+    shown = chat.wait_numbers_above(3)
+
+    with chat.page.expect_request(lambda r: r.method == "DELETE" and r.url == stream_url):
+        chat.stop_button.click()
+    answer = chat.wait_done("stopped")
+    expect(answer.locator(".msg-note")).to_have_text("Stopped")
+    expect(chat.announcer).to_have_text("Answer stopped.")
+    expect(chat.send_button).to_be_visible()
+
+    partial = chat.last_text()
+    assert len(partial.split()) >= shown
+    assert numbers(200).startswith(partial) and partial != numbers(200)
+    saved = chat.saved_state()["conversations"][0]["messages"][1]
+    assert saved["status"] == "stopped"
+    assert saved["content"].strip() == partial
+
+    # The server cancelled the generation: its stream ends "cancelled", early.
+    with httpx.Client(timeout=20) as client, connect_sse(client, "GET", stream_url) as source:
+        events = list(source.iter_sse())
+    assert events[-1].event == "end"
+    assert json.loads(events[-1].data)["finish_reason"] == "cancelled"
+    assert sum(e.event == "newToken" for e in events) < 200
+    assert chat.last_text() == partial  # nothing arrived after stopping
+
+
+def test_regenerate_replaces_the_last_answer(chat: ChatPage) -> None:
+    chat.set_options(tokens=4, delay_ms=0)
+    chat.send("first")
+    chat.wait_done()
+    assert chat.last_text() == numbers(4)
+
+    chat.set_options(tokens=7, delay_ms=0)
+    with chat.page.expect_request(is_stream_post) as req:
+        chat.last_answer.locator("button[data-action=regenerate]").click()
+    assert req.value.post_data_json["messages"] == [{"role": "user", "content": "first"}]
+    chat.wait_done()
+    expect(chat.answers).to_have_count(1)
+    assert chat.last_text() == numbers(7)
+
+
+def test_multi_turn_sends_the_whole_conversation(chat: ChatPage) -> None:
+    first = chat.send("one")
+    assert first["messages"] == [{"role": "user", "content": "one"}]
+    chat.wait_done()
+    expect(chat.last_answer).to_contain_text("this is turn 1 of the conversation")
+    reply = chat.saved_state()["conversations"][0]["messages"][1]["content"]
+
+    second = chat.send("two\nlines")
+    assert second["messages"] == [
+        {"role": "user", "content": "one"},
+        {"role": "assistant", "content": reply},
+        {"role": "user", "content": "two\nlines"},
+    ]
+    chat.wait_done()
+    expect(chat.last_answer).to_contain_text("this is turn 2 of the conversation")
+    expect(chat.messages).to_have_count(4)
+
+
+def test_edit_and_resend_the_last_prompt(chat: ChatPage) -> None:
+    chat.set_options(tokens=3, delay_ms=0)
+    chat.send("frist")
+    chat.wait_done()
+
+    chat.user_messages.last.locator("button[data-action=edit]").click()
+    box = chat.page.locator(".edit-form textarea")
+    expect(box).to_be_focused()
+    expect(box).to_have_value("frist")
+    box.fill("first")
+    chat.set_options(tokens=5, delay_ms=0)
+    with chat.page.expect_request(is_stream_post) as req:
+        box.press("Enter")
+    assert req.value.post_data_json["messages"] == [{"role": "user", "content": "first"}]
+    chat.wait_done()
+    expect(chat.user_messages).to_have_count(1)
+    expect(chat.user_messages.last.locator(".bubble")).to_have_text("first")
+    assert chat.last_text() == numbers(5)
+
+
+def test_model_picker_sends_the_chosen_model(chat: ChatPage) -> None:
+    picker = chat.page.locator("#model-select")
+    expect(picker.locator("option")).to_have_count(2)
+    picker.select_option("demo-large")
+    chat.set_options(tokens=2, delay_ms=0)
+    body = chat.send("hi")
+    assert body["model"] == "demo-large"
+    chat.wait_done()
+    expect(chat.page.locator("#stats-model")).to_contain_text("demo-large")
+
+
+def test_dropped_connection_resumes_without_repeating_or_losing_text(chat: ChatPage) -> None:
+    chat.page.evaluate("""() => {
+      window.__sawReconnecting = false;
+      new MutationObserver(() => {
+        if (document.querySelector('.msg-note[data-kind=reconnecting]')) window.__sawReconnecting = true;
+      }).observe(document.getElementById('messages'), {childList: true, subtree: true});
+    }""")
+    stream_gets: list[dict[str, str]] = []
+    chat.page.on(
+        "request",
+        lambda r: stream_gets.append(r.headers)
+        if r.method == "GET" and "/api/streaming/" in r.url
+        else None,
+    )
+    # The server closes the first connection right after event id 10.
+    chat.set_options(tokens=40, delay_ms=30, drop_after=10)
+    chat.send("survive a drop")
+    chat.wait_done()
+
+    assert chat.last_text() == numbers(40)
+    assert len(stream_gets) >= 2
+    assert "last-event-id" not in stream_gets[0]
+    assert stream_gets[1].get("last-event-id")
+    assert chat.page.evaluate("window.__sawReconnecting") is True
+    expect(chat.last_answer.locator(".msg-note")).to_have_count(0)
+
+
+def test_server_error_event_shows_a_message_and_retry_works(chat: ChatPage) -> None:
+    def broken_stream(route: Route) -> None:
+        route.fulfill(
+            status=200,
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"},
+            body=(
+                'id: 1\nevent: newToken\ndata: {"token": "partial "}\n\n'
+                'id: 2\nevent: error\ndata: {"code": "upstream_error", '
+                '"message": "The model is overloaded."}\n\n'
+            ),
+        )
+
+    chat.page.route(re.compile(r".*/api/streaming/[^/]+$"), broken_stream)
+    chat.set_options(tokens=3, delay_ms=0)
+    chat.send("hello")
+    answer = chat.wait_done("error")
+    note = answer.locator(".msg-note[role=alert]")
+    expect(note).to_contain_text("The model is overloaded.")
+    assert chat.last_text() == "partial"
+    expect(chat.announcer).to_contain_text("The model is overloaded.")
+
+    chat.page.unroute(re.compile(r".*/api/streaming/[^/]+$"))
+    with chat.page.expect_request(is_stream_post) as req:
+        note.get_by_role("button", name="Retry").click()
+    # The failed partial answer is replaced, not sent back as history.
+    assert req.value.post_data_json["messages"] == [{"role": "user", "content": "hello"}]
+    chat.wait_done()
+    expect(chat.answers).to_have_count(1)
+    assert chat.last_text() == numbers(3)
+
+
+def test_http_error_on_submit_is_readable(chat: ChatPage) -> None:
+    def busy(route: Route) -> None:
+        route.fulfill(
+            status=503,
+            headers={"Retry-After": "7"},
+            content_type="application/json",
+            body=json.dumps({"error": {"code": "overloaded", "message": "Too many streams."}}),
+        )
+
+    chat.page.route("**/api/streaming", busy)
+    chat.send("hello")
+    answer = chat.wait_done("error")
+    expect(answer.locator(".msg-note")).to_contain_text("Too many streams. Try again in 7 s.")
+    expect(answer.get_by_role("button", name="Retry")).to_be_visible()
+
+
+def test_conversations_survive_reload_switch_and_delete(chat: ChatPage) -> None:
+    chat.set_options(tokens=3, delay_ms=0)
+    chat.send("alpha")
+    chat.wait_done()
+    chat.page.locator("#new-chat").click()
+    expect(chat.messages).to_have_count(0)
+    chat.set_options(tokens=4, delay_ms=0)
+    chat.send("beta")
+    chat.wait_done()
+
+    chat.page.reload()
+    expect(chat.conversations).to_have_count(2)
+    expect(chat.page.locator("#conv-list [aria-current=page]")).to_have_text("beta")
+    expect(chat.user_messages.locator(".bubble")).to_have_text(["beta"])
+    assert chat.last_text() == numbers(4)
+
+    chat.conversations.get_by_role("button", name="alpha", exact=True).click()
+    expect(chat.user_messages.locator(".bubble")).to_have_text(["alpha"])
+    assert chat.last_text() == numbers(3)
+    expect(chat.page.locator("#chat-title")).to_have_text("alpha")
+
+    chat.page.get_by_role("button", name="Delete conversation: beta").click()
+    expect(chat.conversations).to_have_count(1)
+    chat.page.reload()
+    expect(chat.conversations).to_have_count(1)
+    expect(chat.conversations.first).to_contain_text("alpha")
+
+
+def test_composer_keyboard_behaviour(chat: ChatPage) -> None:
+    expect(chat.prompt).to_be_focused()
+    expect(chat.send_button).to_be_disabled()
+    chat.prompt.type("   ")
+    expect(chat.send_button).to_be_disabled()
+    chat.prompt.fill("")
+
+    height = chat.prompt.bounding_box()["height"]
+    chat.prompt.type("line one")
+    expect(chat.send_button).to_be_enabled()
+    for n in ("two", "three", "four"):
+        chat.prompt.press("Shift+Enter")
+        chat.prompt.type(f"line {n}")
+    expect(chat.prompt).to_have_value("line one\nline two\nline three\nline four")
+    assert chat.prompt.bounding_box()["height"] > height * 2  # grows with its text
+    expect(chat.messages).to_have_count(0)  # Shift+Enter never sent
+
+    chat.set_options(tokens=2, delay_ms=0)
+    with chat.page.expect_request(is_stream_post):
+        chat.prompt.press("Enter")
+    expect(chat.prompt).to_have_value("")
+    expect(chat.send_button).to_be_disabled()
+    expect(chat.user_messages.last.locator(".bubble")).to_have_text(
+        "line one\nline two\nline three\nline four"
+    )
+    chat.wait_done()
+
+    # Escape stops a streaming answer from the keyboard.
+    chat.set_options(tokens=200, delay_ms=60)
+    chat.send("more")
+    chat.wait_numbers_above(1)
+    chat.prompt.press("Escape")
+    chat.wait_done("stopped")
+
+
+def test_autoscroll_follows_unless_the_user_scrolls_up(chat: ChatPage) -> None:
+    chat.page.set_viewport_size({"width": 800, "height": 500})
+    chat.set_options(tokens=400, delay_ms=25)
+    chat.send("fill the screen")
+    scroller = chat.page.locator("#scroller")
+    chat.page.wait_for_function(
+        "() => { const s = document.getElementById('scroller'); return s.scrollHeight > s.clientHeight * 1.5; }",
+        timeout=WAIT_MS,
+    )
+    at_bottom = "() => { const s = document.getElementById('scroller'); return s.scrollHeight - s.scrollTop - s.clientHeight < 60; }"
+    chat.page.wait_for_function(at_bottom, timeout=WAIT_MS)
+    expect(chat.page.locator("#jump")).to_be_hidden()
+
+    scroller.hover()
+    chat.page.mouse.wheel(0, -2000)
+    jump = chat.page.locator("#jump")
+    expect(jump).to_be_visible()
+    top = scroller.evaluate("s => s.scrollTop")
+    chat.wait_numbers_above(chat.shown_numbers() + 5)  # more text arrives...
+    assert scroller.evaluate("s => s.scrollTop") == top  # ...and the view stays put
+
+    jump.click()
+    chat.page.wait_for_function(at_bottom, timeout=WAIT_MS)
+    expect(jump).to_be_hidden()
+    chat.wait_numbers_above(chat.shown_numbers() + 5)
+    chat.page.wait_for_function(at_bottom, timeout=WAIT_MS)  # following again
+    chat.stop_button.click()
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+@pytest.mark.parametrize("width", [390, 1280])
+def test_screenshots(page: Page, artifacts_dir: Path, scheme: str, width: int) -> None:
+    """Light/dark, phone/desktop screenshots; also: no CSP violations, no JS errors."""
+    problems: list[str] = []
+    page.on("pageerror", lambda e: problems.append(f"pageerror: {e}"))
+
+    def on_console(msg: ConsoleMessage) -> None:
+        if msg.type == "error" or "Content Security Policy" in msg.text:
+            problems.append(f"console {msg.type}: {msg.text}")
+
+    page.on("console", on_console)
+    page.set_viewport_size({"width": width, "height": 844 if width < 600 else 860})
+    page.emulate_media(color_scheme=scheme)
+    chat = ChatPage(page).open()
+    page.screenshot(path=artifacts_dir / f"empty-{scheme}-{width}.png")
+
+    chat.set_options(tokens=6, delay_ms=0)
+    chat.send("What is chatstream?")
+    chat.wait_done()
+    chat.set_options()
+    chat.send("Show me how to switch to a real model,\nwith a code example.")
+    chat.wait_done()
+    page.screenshot(path=artifacts_dir / f"chat-{scheme}-{width}.png")
+    if width < 600:
+        page.locator("#sidebar-open").click()
+        expect(page.locator("#sidebar")).to_be_visible()
+        page.screenshot(path=artifacts_dir / f"sidebar-{scheme}-{width}.png")
+        page.keyboard.press("Escape")
+        expect(page.locator("#sidebar")).to_be_hidden()
+    assert problems == []
+
+
+def test_dialogs_are_never_opened_by_ordinary_use(page: Page) -> None:
+    """Deleting a conversation etc. never uses alert/confirm (keyboard users stay in the page)."""
+    seen: list[Dialog] = []
+    page.on("dialog", lambda d: (seen.append(d), d.dismiss()))
+    chat = ChatPage(page).open()
+    chat.set_options(tokens=2, delay_ms=0)
+    chat.send("x")
+    chat.wait_done()
+    page.get_by_role("button", name="Delete conversation: x").click()
+    expect(chat.conversations).to_have_count(0)
+    expect(page.locator("#empty-state")).to_be_visible()
+    assert seen == []
