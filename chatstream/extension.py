@@ -21,6 +21,8 @@ class Chatstream:
     driver: Driver
     adapter_name: str
     config: dict[str, Any]
+    #: SSE responses open in this process right now.
+    readers: int = 0
 
 
 def state() -> Chatstream:

@@ -22,8 +22,8 @@ from flask import session
 from .. import sse
 from ..errors import BadRequest
 from ..errors import NotFound
+from ..extension import Chatstream
 from ..extension import state
-from ..streams import StreamStore
 
 bp = Blueprint("events", __name__, url_prefix="/api")
 
@@ -47,12 +47,13 @@ def _last_event_id(last_id: int) -> int:
 
 
 def _events(
-    store: StreamStore, stream_id: str, after: int, heartbeat_s: float, retry_ms: int
+    ext: Chatstream, stream_id: str, after: int, heartbeat_s: float, retry_ms: int
 ) -> Iterator[bytes]:
     try:
-        reader = store.open_reader(stream_id)
+        reader = ext.store.open_reader(stream_id)
     except NotFound:
         return
+    ext.readers += 1
     try:
         yield sse.retry_line(retry_ms)
         while True:
@@ -65,6 +66,7 @@ def _events(
             if chunk.finished:
                 return
     finally:
+        ext.readers -= 1
         reader.close()
 
 
@@ -72,7 +74,7 @@ def event_stream(stream_id: str, after: int) -> Response:
     """The SSE response for ``stream_id``, starting after event ``after``."""
     config = current_app.config
     generator = _events(
-        state().store, stream_id, after, config["HEARTBEAT_S"], config["RETRY_MS"]
+        state(), stream_id, after, config["HEARTBEAT_S"], config["RETRY_MS"]
     )
     return Response(
         generator, status=200, headers=SSE_HEADERS, content_type="text/event-stream"

@@ -14,8 +14,9 @@ bp = Blueprint("ops", __name__)
 
 @bp.get("/healthz")
 def healthz() -> Response:
-    """The process is alive and serving."""
-    return jsonify(status="ok")
+    """The process is alive; with this worker's open streams and readers."""
+    ext = state()
+    return jsonify(status="ok", running=len(ext.runner.running), readers=ext.readers)
 
 
 @bp.get("/readyz")

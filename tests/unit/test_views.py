@@ -184,5 +184,5 @@ def test_page_has_strict_csp(client):
 
 
 def test_health_and_readiness(client):
-    assert client.get("/healthz").json == {"status": "ok"}
+    assert client.get("/healthz").json == {"status": "ok", "running": 0, "readers": 0}
     assert client.get("/readyz").json == {"status": "ready"}
