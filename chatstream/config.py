@@ -98,7 +98,7 @@ def _check(key: str, setting: Setting, value: Any) -> Any:
         if number_kind is int and float(value) != number:
             raise ValueError
     except ValueError:
-        raise _bad(key, value, f"an {'integer' if number_kind is int else 'number'}") from None
+        raise _bad(key, value, "an integer" if number_kind is int else "a number") from None
     if (setting.low is not None and number < setting.low) or (
         setting.high is not None and number > setting.high
     ):

@@ -191,3 +191,16 @@ def test_too_many_running_streams_is_503(tmp_path):
         assert response.json()["error"]["code"] == "overloaded"
         for url in urls:
             client.delete(url)
+
+
+def test_bad_config_stops_startup_with_one_clear_line(tmp_path):
+    server = GunicornServer({"CHATSTREAM_HEARTBEAT_S": "abc"}, log_dir=tmp_path)
+    with pytest.raises(RuntimeError):
+        server.start(timeout=20)
+    server.stop()
+    lines = [line for line in server.log().splitlines() if "CHATSTREAM_HEARTBEAT_S" in line]
+    assert lines == [
+        "chatstream: configuration error: CHATSTREAM_HEARTBEAT_S='abc' is invalid: "
+        "expected a number"
+    ]
+    assert "Traceback" not in server.log()
