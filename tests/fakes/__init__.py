@@ -1,0 +1,3 @@
+"""Local stand-ins for external services, used by unit and live tests."""
+
+from __future__ import annotations
