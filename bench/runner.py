@@ -28,6 +28,7 @@ from bench.server import free_port
 from bench.server import start_redis
 from bench.targets import ROOT
 from bench.targets import Target
+from bench.targets import pinned
 from bench.targets import redis_server
 
 
@@ -85,9 +86,7 @@ def measure(target: Target, sc: Scenario, logdir: Path) -> dict[str, Any]:
             "tokens": sc.tokens, "delay_ms": sc.delay_ms, "deadline": sc.deadline,
         }  # fmt: skip
         cmd = [
-            "taskset",
-            "-c",
-            target.loadgen_cpus,
+            *pinned(target.loadgen_cpus),
             sys.executable,
             "-m",
             "bench.loadgen",

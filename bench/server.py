@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from bench import procstat
+from bench.targets import pinned
 
 
 def free_port() -> int:
@@ -33,7 +34,8 @@ class Server:
     """A child server process pinned with ``taskset``.
 
     :param argv: the command line.
-    :param cpus: ``taskset -c`` core list, or ``""`` for no pinning.
+    :param cpus: ``taskset -c`` core list, or ``""`` for no pinning (see
+        :func:`bench.targets.pinned`).
     :param env: extra environment variables.
     :param log: file receiving stdout and stderr.
     :param cwd: working directory.
@@ -42,7 +44,7 @@ class Server:
     def __init__(
         self, argv: list[str], cpus: str, env: dict[str, str], log: Path, cwd: Path
     ) -> None:
-        cmd = (["taskset", "-c", cpus] if cpus else []) + argv
+        cmd = pinned(cpus) + argv
         self.log = log
         self._logf = log.open("wb")
         self.proc = subprocess.Popen(
