@@ -54,7 +54,8 @@ class ChatPage:
     def set_options(self, **options: Any) -> None:
         """Make the next POSTs carry demo ``options`` (``tokens``, ``delay_ms``...)."""
         self.page.evaluate(
-            "o => { window.chatstreamRequestExtra = Object.keys(o).length ? {options: o} : null }",
+            "o => { window.chatstreamRequestExtra ="
+            " Object.keys(o).length ? {options: o} : null }",
             options,
         )
 
@@ -83,7 +84,10 @@ class ChatPage:
         return count
 
     def wait_numbers_above(self, count: int) -> int:
-        """Wait until the last answer shows more than ``count`` numbers; return the new count."""
+        """Wait until the last answer shows more than ``count`` numbers.
+
+        :returns: the new count.
+        """
         self.page.wait_for_function(
             f"n => ({_COUNT_JS})() > n", arg=count, timeout=WAIT_MS
         )
@@ -91,6 +95,7 @@ class ChatPage:
 
     def saved_state(self) -> dict[str, Any]:
         state: dict[str, Any] = self.page.evaluate(
-            "() => JSON.parse(localStorage.getItem('chatstream.conversations.v1') || 'null')"
+            "() => JSON.parse("
+            "localStorage.getItem('chatstream.conversations.v1') || 'null')"
         )
         return state

@@ -49,16 +49,26 @@ SERVER_ENV = {
 
 
 @pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
+def browser_type_launch_args(
+    browser_type_launch_args: dict[str, Any],
+) -> dict[str, Any]:
     chromium = shutil.which("chromium")
     if chromium is None:
-        pytest.fail("Debian's chromium is not installed (apt-get install -y chromium)")
-    return {**browser_type_launch_args, "executable_path": chromium, "args": CHROMIUM_ARGS}
+        pytest.fail("Debian's chromium is missing: apt-get install -y chromium")
+    return {
+        **browser_type_launch_args,
+        "executable_path": chromium,
+        "args": CHROMIUM_ARGS,
+    }
 
 
 @pytest.fixture(scope="session")
-def chat_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GunicornServer]:
-    with GunicornServer(SERVER_ENV, log_dir=tmp_path_factory.mktemp("browser-server")) as srv:
+def chat_server(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[GunicornServer]:
+    with GunicornServer(
+        SERVER_ENV, log_dir=tmp_path_factory.mktemp("browser-server")
+    ) as srv:
         yield srv
 
 
@@ -68,7 +78,9 @@ def base_url(chat_server: GunicornServer) -> str:
 
 
 @pytest.fixture(scope="session")
-def browser_context_args(browser_context_args: dict[str, Any], base_url: str) -> dict[str, Any]:
+def browser_context_args(
+    browser_context_args: dict[str, Any], base_url: str
+) -> dict[str, Any]:
     return {
         **browser_context_args,
         "base_url": base_url,

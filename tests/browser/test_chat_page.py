@@ -35,7 +35,9 @@ def chat(page: Page) -> ChatPage:
     return ChatPage(page).open()
 
 
-def test_answer_grows_while_streaming_and_ends_with_the_full_reply(chat: ChatPage) -> None:
+def test_answer_grows_while_streaming_and_ends_with_the_full_reply(
+    chat: ChatPage,
+) -> None:
     # Count every change of the live region: it must speak about completion,
     # not once per token.
     chat.page.evaluate("""() => {
@@ -43,7 +45,8 @@ def test_answer_grows_while_streaming_and_ends_with_the_full_reply(chat: ChatPag
       new MutationObserver(() => {
         const t = document.getElementById('announcer').textContent;
         if (t) window.__announcements.push(t);
-      }).observe(document.getElementById('announcer'), {childList: true, characterData: true, subtree: true});
+      }).observe(document.getElementById('announcer'),
+                 {childList: true, characterData: true, subtree: true});
     }""")
     chat.set_options(tokens=50, delay_ms=60)
     chat.send("count for me")
@@ -73,7 +76,9 @@ def test_answer_grows_while_streaming_and_ends_with_the_full_reply(chat: ChatPag
     assert chat.last_answer.get_attribute("aria-busy") is None
 
 
-def test_demo_reply_renders_markdown_highlighting_and_copy_buttons(chat: ChatPage) -> None:
+def test_demo_reply_renders_markdown_highlighting_and_copy_buttons(
+    chat: ChatPage,
+) -> None:
     chat.send("Please *quote* me")
     answer = chat.wait_done()
     md = answer.locator(".md")
@@ -106,7 +111,7 @@ def test_demo_reply_renders_markdown_highlighting_and_copy_buttons(chat: ChatPag
 
 
 def test_markdown_tables_and_sanitizer(chat: ChatPage) -> None:
-    """The renderer itself: GFM tables render; markup smuggled into markdown never survives."""
+    """The renderer itself: GFM tables render; smuggled markup never survives."""
     html = chat.page.evaluate("""async () => {
       const { renderMarkdown } = await import('/static/js/markdown.js');
       const md = [
@@ -120,7 +125,11 @@ def test_markdown_tables_and_sanitizer(chat: ChatPage) -> None:
     }""")
     assert "<table>" in html and "<th>lang</th>" in html and "<td>1991</td>" in html
     assert "javascript:" not in re.sub(r"&lt;.*?&gt;", "", html)  # only as escaped text
-    assert "<iframe" not in html and "<b " not in html and "onclick" not in re.sub(r"&lt;.*?&gt;", "", html)
+    assert (
+        "<iframe" not in html
+        and "<b " not in html
+        and "onclick" not in re.sub(r"&lt;.*?&gt;", "", html)
+    )
     assert "&lt;iframe" in html  # raw HTML is shown as text
 
 
@@ -165,7 +174,9 @@ def test_stop_mid_stream_keeps_the_partial_answer_and_cancels_on_the_server(
     stream_url = base_url + posted.value.json()["stream_url"]
     shown = chat.wait_numbers_above(3)
 
-    with chat.page.expect_request(lambda r: r.method == "DELETE" and r.url == stream_url):
+    with chat.page.expect_request(
+        lambda r: r.method == "DELETE" and r.url == stream_url
+    ):
         chat.stop_button.click()
     answer = chat.wait_done("stopped")
     expect(answer.locator(".msg-note")).to_have_text("Stopped")
@@ -180,7 +191,10 @@ def test_stop_mid_stream_keeps_the_partial_answer_and_cancels_on_the_server(
     assert saved["content"].strip() == partial
 
     # The server cancelled the generation: its stream ends "cancelled", early.
-    with httpx.Client(timeout=20) as client, connect_sse(client, "GET", stream_url) as source:
+    with (
+        httpx.Client(timeout=20) as client,
+        connect_sse(client, "GET", stream_url) as source,
+    ):
         events = list(source.iter_sse())
     assert events[-1].event == "end"
     assert json.loads(events[-1].data)["finish_reason"] == "cancelled"
@@ -197,7 +211,9 @@ def test_regenerate_replaces_the_last_answer(chat: ChatPage) -> None:
     chat.set_options(tokens=7, delay_ms=0)
     with chat.page.expect_request(is_stream_post) as req:
         chat.last_answer.locator("button[data-action=regenerate]").click()
-    assert req.value.post_data_json["messages"] == [{"role": "user", "content": "first"}]
+    assert req.value.post_data_json["messages"] == [
+        {"role": "user", "content": "first"}
+    ]
     chat.wait_done()
     expect(chat.answers).to_have_count(1)
     assert chat.last_text() == numbers(7)
@@ -234,7 +250,9 @@ def test_edit_and_resend_the_last_prompt(chat: ChatPage) -> None:
     chat.set_options(tokens=5, delay_ms=0)
     with chat.page.expect_request(is_stream_post) as req:
         box.press("Enter")
-    assert req.value.post_data_json["messages"] == [{"role": "user", "content": "first"}]
+    assert req.value.post_data_json["messages"] == [
+        {"role": "user", "content": "first"}
+    ]
     chat.wait_done()
     expect(chat.user_messages).to_have_count(1)
     expect(chat.user_messages.last.locator(".bubble")).to_have_text("first")
@@ -252,17 +270,25 @@ def test_model_picker_sends_the_chosen_model(chat: ChatPage) -> None:
     expect(chat.page.locator("#stats-model")).to_contain_text("demo-large")
 
 
-def test_dropped_connection_resumes_without_repeating_or_losing_text(chat: ChatPage) -> None:
+def test_dropped_connection_resumes_without_repeating_or_losing_text(
+    chat: ChatPage,
+) -> None:
     chat.page.evaluate("""() => {
       window.__sawReconnecting = false;
       new MutationObserver(() => {
-        if (document.querySelector('.msg-note[data-kind=reconnecting]')) window.__sawReconnecting = true;
+        if (document.querySelector('.msg-note[data-kind=reconnecting]')) {
+          window.__sawReconnecting = true;
+        }
       }).observe(document.getElementById('messages'), {childList: true, subtree: true});
     }""")
     stream_gets: list[PwRequest] = []
     chat.page.on(
         "request",
-        lambda r: stream_gets.append(r) if r.method == "GET" and "/api/streaming/" in r.url else None,
+        lambda r: (
+            stream_gets.append(r)
+            if r.method == "GET" and "/api/streaming/" in r.url
+            else None
+        ),
     )
     # The server closes the first connection right after event id 10.
     chat.set_options(tokens=40, delay_ms=30, drop_after=10)
@@ -304,7 +330,9 @@ def test_server_error_event_shows_a_message_and_retry_works(chat: ChatPage) -> N
     with chat.page.expect_request(is_stream_post) as req:
         note.get_by_role("button", name="Retry").click()
     # The failed partial answer is replaced, not sent back as history.
-    assert req.value.post_data_json["messages"] == [{"role": "user", "content": "hello"}]
+    assert req.value.post_data_json["messages"] == [
+        {"role": "user", "content": "hello"}
+    ]
     chat.wait_done()
     expect(chat.answers).to_have_count(1)
     assert chat.last_text() == numbers(3)
@@ -316,13 +344,17 @@ def test_http_error_on_submit_is_readable(chat: ChatPage) -> None:
             status=503,
             headers={"Retry-After": "7"},
             content_type="application/json",
-            body=json.dumps({"error": {"code": "overloaded", "message": "Too many streams."}}),
+            body=json.dumps(
+                {"error": {"code": "overloaded", "message": "Too many streams."}}
+            ),
         )
 
     chat.page.route("**/api/streaming", busy)
     chat.send("hello")
     answer = chat.wait_done("error")
-    expect(answer.locator(".msg-note")).to_contain_text("Too many streams. Try again in 7 s.")
+    expect(answer.locator(".msg-note")).to_contain_text(
+        "Too many streams. Try again in 7 s."
+    )
     expect(answer.get_by_role("button", name="Retry")).to_be_visible()
 
 
@@ -395,10 +427,14 @@ def test_autoscroll_follows_unless_the_user_scrolls_up(chat: ChatPage) -> None:
     chat.send("fill the screen")
     scroller = chat.page.locator("#scroller")
     chat.page.wait_for_function(
-        "() => { const s = document.getElementById('scroller'); return s.scrollHeight > s.clientHeight * 1.5; }",
+        "() => { const s = document.getElementById('scroller');"
+        " return s.scrollHeight > s.clientHeight * 1.5; }",
         timeout=WAIT_MS,
     )
-    at_bottom = "() => { const s = document.getElementById('scroller'); return s.scrollHeight - s.scrollTop - s.clientHeight < 60; }"
+    at_bottom = (
+        "() => { const s = document.getElementById('scroller');"
+        " return s.scrollHeight - s.scrollTop - s.clientHeight < 60; }"
+    )
     chat.page.wait_for_function(at_bottom, timeout=WAIT_MS)
     expect(chat.page.locator("#jump")).to_be_hidden()
 
@@ -453,7 +489,7 @@ def test_screenshots(page: Page, artifacts_dir: Path, scheme: str, width: int) -
 
 
 def test_dialogs_are_never_opened_by_ordinary_use(page: Page) -> None:
-    """Deleting a conversation etc. never uses alert/confirm (keyboard users stay in the page)."""
+    """Deleting a conversation never opens alert/confirm dialogs."""
     seen: list[Dialog] = []
     page.on("dialog", lambda d: (seen.append(d), d.dismiss()))
     chat = ChatPage(page).open()
