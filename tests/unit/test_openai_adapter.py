@@ -1,0 +1,125 @@
+"""The openai adapter against a local server speaking OpenAI's streaming wire format."""
+
+from __future__ import annotations
+
+import pytest
+
+from chatstream import config as settings
+from chatstream.adapters.base import Finish
+from chatstream.adapters.base import GenerationRequest
+from chatstream.adapters.openai_chat import OpenAIChatFactory
+from chatstream.errors import UpstreamAuthError
+from chatstream.errors import UpstreamBadRequest
+from chatstream.errors import UpstreamDropped
+from chatstream.errors import UpstreamError
+from chatstream.errors import UpstreamRateLimited
+from chatstream.errors import UpstreamTimeout
+from chatstream.errors import UpstreamUnavailable
+from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.openai_server import drop_after
+from tests.fakes.openai_server import http_error
+from tests.fakes.openai_server import stall
+from tests.fakes.openai_server import stream_error_after
+from tests.fakes.openai_server import tokens
+
+REQUEST = GenerationRequest([{"role": "user", "content": "hi there"}], "gpt-test")
+FAST_RETRY = {"retry-after-ms": "10"}
+
+
+@pytest.fixture
+def fake():
+    with FakeOpenAI() as server:
+        yield server
+
+
+def make_factory(fake, **overrides):
+    config = settings.defaults()
+    config.update(
+        {"ADAPTER": "openai", "OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": fake.base_url,
+         "MODEL": "gpt-test", **overrides}
+    )
+    settings.validate(config)
+    return OpenAIChatFactory(config)
+
+
+def test_streams_deltas_then_finish_with_usage(fake):
+    fake.push(tokens(["Hel", "lo", " wor", "ld\n", "é😀"], finish_reason="length"))
+    items = list(make_factory(fake)().stream(REQUEST))
+    assert items[:-1] == ["Hel", "lo", " wor", "ld\n", "é😀"]
+    assert items[-1] == Finish(
+        "length", {"prompt_tokens": 2, "completion_tokens": 5, "total_tokens": 7}
+    )
+    sent = fake.requests[-1]
+    assert sent.body["stream"] is True and sent.body["stream_options"] == {"include_usage": True}
+    assert sent.body["model"] == "gpt-test"
+    assert sent.body["messages"] == [{"role": "user", "content": "hi there"}]
+    assert sent.headers["authorization"] == "Bearer sk-test"
+
+
+def test_rate_limit_is_retried_by_the_sdk_then_succeeds(fake):
+    fake.push(http_error(429, "requests", "slow down", code="rate_limit_exceeded",
+                         headers=FAST_RETRY), tokens(["ok"]))
+    assert list(make_factory(fake)().stream(REQUEST))[0] == "ok"
+    assert len(fake.requests) == 2
+
+
+@pytest.mark.parametrize(
+    ("scenario", "error", "retries"),
+    [
+        (lambda: [http_error(401, "invalid_request_error", "bad key", code="invalid_api_key")],
+         UpstreamAuthError, 0),
+        (lambda: [http_error(429, "requests", "slow down", headers=FAST_RETRY)] * 3,
+         UpstreamRateLimited, 2),
+        (lambda: [http_error(500, "server_error", "Oops", headers=FAST_RETRY)] * 3,
+         UpstreamUnavailable, 2),
+        (lambda: [http_error(400, "invalid_request_error", "bad model")], UpstreamBadRequest, 0),
+    ],
+)
+def test_http_errors_map_to_upstream_errors(fake, scenario, error, retries):
+    fake.push(*scenario())
+    with pytest.raises(error) as info:
+        list(make_factory(fake)().stream(REQUEST))
+    assert type(info.value) is error and info.value.message
+    assert len(fake.requests) == retries + 1
+
+
+def test_connection_refused_is_unavailable(fake):
+    factory = make_factory(fake, OPENAI_MAX_RETRIES=0)
+    fake.stop()
+    with pytest.raises(UpstreamUnavailable):
+        list(factory().stream(REQUEST))
+
+
+def test_drop_mid_stream_after_tokens(fake):
+    fake.push(drop_after(2, ["a", "b", "c"]))
+    got = []
+    with pytest.raises(UpstreamDropped):
+        for item in make_factory(fake, OPENAI_MAX_RETRIES=0)().stream(REQUEST):
+            got.append(item)
+    assert got == ["a", "b"]
+
+
+def test_error_object_in_stream(fake):
+    fake.push(stream_error_after(1, "model overloaded", ["a", "b"]))
+    got = []
+    with pytest.raises(UpstreamError, match="model overloaded") as info:
+        for item in make_factory(fake)().stream(REQUEST):
+            got.append(item)
+    assert got == ["a"] and type(info.value) is UpstreamError
+
+
+def test_read_timeout(fake):
+    fake.push(stall(30))
+    with pytest.raises(UpstreamTimeout):
+        list(make_factory(fake, OPENAI_TIMEOUT_S=0.3, OPENAI_MAX_RETRIES=0)().stream(REQUEST))
+
+
+def test_close_closes_the_upstream_connection(fake):
+    fake.push(tokens([f"t{i}" for i in range(50)], delay_s=0.1))
+    adapter = make_factory(fake)()
+    stream = adapter.stream(REQUEST)
+    assert next(stream) == "t0"
+    adapter.close()
+    assert list(stream) == []
+    assert fake.responses[-1].client_closed.wait(10)
+    assert fake.responses[-1].tokens_written < 50
