@@ -34,6 +34,7 @@ from .errors import ChatstreamError
 from .errors import GenerationTimeout
 from .errors import NotFound
 from .errors import Overloaded
+from .streams import Presence
 from .streams import StreamStore
 from .streams import StreamWriter
 
@@ -207,21 +208,29 @@ class Runner:
     def sweep(self) -> None:
         """Enforce the timeout and the reader grace periods once."""
         now = time.monotonic()
-        for stream_id, generation in list(self.running.items()):
-            try:
-                reason = self._overdue(generation, now)
-                if reason:
-                    self.store.cancel(stream_id, reason)
-            except NotFound:
-                continue
-            except Exception:  # a store hiccup must not kill the janitor
-                log.exception("janitor check failed for a stream")
+        running = list(self.running.values())
+        try:
+            presences = self.store.presence_many([g.stream_id for g in running])
+        except Exception:  # a store hiccup must not kill the janitor
+            log.exception("janitor: cannot read reader presence")
+            return
+        for generation in running:
+            presence = presences.get(generation.stream_id)
+            reason = self._overdue(generation, presence, now)
+            if reason:
+                try:
+                    self.store.cancel(generation.stream_id, reason)
+                except NotFound:
+                    continue
+                except Exception:
+                    log.exception("janitor: cannot cancel a stream")
 
-    def _overdue(self, generation: _Generation, now: float) -> str | None:
+    def _overdue(
+        self, generation: _Generation, presence: Presence | None, now: float
+    ) -> str | None:
         if now - generation.started > self.timeout_s:
             return "timeout"
-        presence = self.store.presence(generation.stream_id)
-        if presence.readers:
+        if presence is None or presence.readers:
             return None
         grace = self.detach_grace_s if presence.ever_attached else self.attach_grace_s
         return "no_reader" if presence.idle_s > grace else None

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from .concurrency import Driver
-from .concurrency import EventLike
 from .errors import NotFound
 
 #: ``secrets.token_urlsafe(24)`` gives 192 random bits in 32 URL-safe chars.
@@ -87,62 +86,110 @@ class StreamStore(Protocol):
     def open_reader(self, stream_id: str) -> StreamReader: ...
     def cancel(self, stream_id: str, reason: str) -> bool: ...
     def presence(self, stream_id: str) -> Presence: ...
+    def presence_many(self, stream_ids: list[str]) -> dict[str, Presence]: ...
+    def presence_many(self, stream_ids: list[str]) -> dict[str, Presence]:
+        """:meth:`presence` of several streams (unknown ones are left out)."""
+        found = {}
+        for stream_id in stream_ids:
+            try:
+                found[stream_id] = self.presence(stream_id)
+            except NotFound:
+                continue
+        return found
+
     def sweep(self) -> int: ...
     def ping(self) -> bool: ...
 
 
-class _Stream:
-    __slots__ = (
-        "stream_id",
-        "frames",
-        "finished",
-        "ended_at",
-        "cancel_reason",
-        "cancel_callbacks",
-        "readers",
-        "ever_attached",
-        "idle_since",
-        "changed",
-        "waiting",
-    )
+class EventBuffer:
+    """Framed events of one stream in this process, and their readers' wake-up.
 
-    def __init__(self, stream_id: str, changed: EventLike) -> None:
-        self.stream_id = stream_id
+    The memory store keeps one per stream; the Redis store keeps one per
+    stream that this process writes or reads (a local mirror). One writer
+    calls :meth:`extend`; any number of readers call :meth:`read`.
+    """
+
+    __slots__ = ("frames", "finished", "ended_at", "changed", "waiting", "_driver")
+
+    def __init__(self, driver: Driver) -> None:
+        self._driver = driver
         self.frames: list[bytes] = []
         self.finished = False
         self.ended_at = 0.0
-        self.cancel_reason: str | None = None
-        self.cancel_callbacks: list[Callable[[str], None]] = []
-        self.readers = 0
-        self.ever_attached = False
-        self.idle_since = time.monotonic()
-        self.changed = changed
+        self.changed = driver.event()
         self.waiting = False
 
-
-class _MemoryWriter:
-    def __init__(self, store: MemoryStreamStore, stream: _Stream) -> None:
-        self._store = store
-        self._stream = stream
-        self.stream_id = stream.stream_id
-
-    def append(self, frames: list[bytes], *, final: bool = False) -> None:
-        stream = self._stream
-        if stream.finished:
-            return
-        stream.frames.extend(frames)
+    def extend(self, frames: list[bytes], *, final: bool = False) -> bool:
+        """Append frames (and end the stream). :returns: False if already ended."""
+        if self.finished:
+            return False
+        self.frames.extend(frames)
         if final:
-            stream.finished = True
-            stream.ended_at = time.monotonic()
+            self.finished = True
+            self.ended_at = time.monotonic()
         # Wake every waiting reader once for this batch, and only if one waits
         # (no allocation per token otherwise). Order matters: the writer
         # appends, then looks at ``waiting``; a reader sets ``waiting`` and
         # takes the event, then looks at the frames. Either the reader sees
         # the new frames or the writer sees it waiting: no wake-up is lost.
-        if stream.waiting:
-            stream.waiting = False
-            changed, stream.changed = stream.changed, self._store.driver.event()
+        if self.waiting:
+            self.waiting = False
+            changed, self.changed = self.changed, self._driver.event()
             changed.set()
+        return True
+
+    def take(self, after: int) -> Chunk:
+        """The frames after event ``after``, without waiting."""
+        # Read ``finished`` before the length: the writer appends the final
+        # frame before setting it, so "finished" always covers what we join.
+        finished = self.finished
+        frames = self.frames
+        count = len(frames)
+        if after < count:
+            return Chunk(b"".join(frames[after:count]), count, finished)
+        return Chunk(b"", after, finished)
+
+    def read(self, after: int, timeout: float) -> Chunk:
+        """The frames after event ``after``, waiting up to ``timeout`` for some."""
+        chunk = self.take(after)
+        if chunk.data or chunk.finished:
+            return chunk
+        self.waiting = True
+        changed = self.changed
+        chunk = self.take(after)  # a frame may have landed before ``waiting``
+        if chunk.data or chunk.finished:
+            return chunk
+        changed.wait(timeout)
+        return self.take(after)
+
+
+class _Stream(EventBuffer):
+    __slots__ = (
+        "stream_id",
+        "cancel_reason",
+        "cancel_callbacks",
+        "readers",
+        "ever_attached",
+        "idle_since",
+    )
+
+    def __init__(self, stream_id: str, driver: Driver) -> None:
+        super().__init__(driver)
+        self.stream_id = stream_id
+        self.cancel_reason: str | None = None
+        self.cancel_callbacks: list[Callable[[str], None]] = []
+        self.readers = 0
+        self.ever_attached = False
+        self.idle_since = time.monotonic()
+
+
+class _MemoryWriter:
+    def __init__(self, stream: _Stream) -> None:
+        self._stream = stream
+        self.stream_id = stream.stream_id
+
+    def append(self, frames: list[bytes], *, final: bool = False) -> None:
+        self._stream.extend(frames, final=final)
 
     def on_cancel(self, callback: Callable[[str], None]) -> None:
         self._stream.cancel_callbacks.append(callback)
@@ -156,32 +203,9 @@ class _MemoryReader:
     def __init__(self, stream: _Stream) -> None:
         self._stream = stream
         self._closed = False
+        self.read = stream.read
         stream.readers += 1
         stream.ever_attached = True
-
-    def read(self, after: int, timeout: float) -> Chunk:
-        chunk = self._take(after)
-        if chunk.data or chunk.finished:
-            return chunk
-        stream = self._stream
-        stream.waiting = True
-        changed = stream.changed
-        chunk = self._take(after)  # a frame may have landed before ``waiting``
-        if chunk.data or chunk.finished:
-            return chunk
-        changed.wait(timeout)
-        return self._take(after)
-
-    def _take(self, after: int) -> Chunk:
-        stream = self._stream
-        # Read ``finished`` before the length: the writer appends the final
-        # frame before setting it, so "finished" always covers what we join.
-        finished = stream.finished
-        frames = stream.frames
-        count = len(frames)
-        if after < count:
-            return Chunk(b"".join(frames[after:count]), count, finished)
-        return Chunk(b"", after, finished)
 
     def close(self) -> None:
         if not self._closed:
@@ -217,9 +241,9 @@ class MemoryStreamStore:
         if now >= self._next_sweep:  # amortised: at most one full scan a second
             self._next_sweep = now + 1.0
             self.sweep()
-        stream = _Stream(new_stream_id(), self.driver.event())
+        stream = _Stream(new_stream_id(), self.driver)
         self._streams[stream.stream_id] = stream
-        return _MemoryWriter(self, stream)
+        return _MemoryWriter(stream)
 
     def status(self, stream_id: str) -> tuple[int, bool]:
         """``(last event id, finished)``; :raises NotFound: unknown or expired."""
@@ -243,6 +267,16 @@ class MemoryStreamStore:
         stream = self._get(stream_id)
         idle = 0.0 if stream.readers else time.monotonic() - stream.idle_since
         return Presence(stream.readers, stream.ever_attached, idle)
+
+    def presence_many(self, stream_ids: list[str]) -> dict[str, Presence]:
+        """:meth:`presence` of several streams (unknown ones are left out)."""
+        found = {}
+        for stream_id in stream_ids:
+            try:
+                found[stream_id] = self.presence(stream_id)
+            except NotFound:
+                continue
+        return found
 
     def sweep(self) -> int:
         """Drop finished streams older than the TTL. :returns: how many."""
