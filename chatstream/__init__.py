@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config as settings
 from .adapters.base import load_factory
@@ -63,6 +64,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if test_config:
         app.config.from_mapping(test_config)
     settings.validate(app.config)
+    if app.config["PROXY_FIX"]:
+        # Behind a proxy the peer is the proxy: trust exactly the configured
+        # number of X-Forwarded-* hops (the ones our own proxies appended).
+        app.wsgi_app = ProxyFix(app.wsgi_app, **app.config["PROXY_FIX"])  # type: ignore[method-assign]
     # UTF-8 and JSON escapes make a body up to ~6 bytes per character.
     app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_PROMPT_CHARS"] * 6 + 65_536
     app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")

@@ -51,6 +51,7 @@ SETTINGS: dict[str, Setting] = {
     "OPENAI_TIMEOUT_S": Setting(60.0, float, 0.1, 3600, "upstream read timeout"),
     "OPENAI_MAX_RETRIES": Setting(2, int, 0, 10, "SDK retries on 429/5xx"),
     "REDIS_URL": Setting(None, str, help="redis://... to share streams (else in-memory)"),
+    "PROXY_FIX": Setting(None, dict, help="proxy hops: N, or x_for=1,x_proto=1"),
 }
 
 #: Settings read from their conventional, unprefixed names.
@@ -77,7 +78,43 @@ def _bad(key: str, value: Any, allowed: str) -> ConfigError:
     return ConfigError(f"{_env_name(key)}={value!r} is invalid: expected {allowed}")
 
 
+#: ``werkzeug.middleware.proxy_fix.ProxyFix`` arguments ``PROXY_FIX`` may set.
+PROXY_FIX_KEYS = ("x_for", "x_proto", "x_host", "x_port", "x_prefix")
+
+
+def _proxy_fix(key: str, value: Any) -> dict[str, int] | None:
+    """ProxyFix arguments from ``N`` or ``x_for=1,x_host=1``.
+
+    ``N`` trusts N hops of X-Forwarded-For and X-Forwarded-Proto only; the
+    explicit form names each header's hop count; unnamed ones are 0 (not
+    trusted: ProxyFix's own defaults would trust X-Forwarded-Proto). All 0 is
+    off (``None``).
+
+    :raises ConfigError: anything else.
+    """
+    allowed = f"a number of proxies, or {'=N,'.join(PROXY_FIX_KEYS)}=N"
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = {"x_for": value, "x_proto": value}
+    elif isinstance(value, str) and value.strip().isdigit():
+        value = {"x_for": int(value), "x_proto": int(value)}
+    elif isinstance(value, str):
+        try:
+            pairs = [part.split("=") for part in value.split(",")]
+            value = {name.strip(): int(count) for name, count in pairs}
+        except ValueError:
+            raise _bad(key, value, allowed) from None
+    if not isinstance(value, Mapping) or not all(
+        name in PROXY_FIX_KEYS and type(count) is int and 0 <= count <= 10
+        for name, count in value.items()
+    ):
+        raise _bad(key, value, allowed)
+    counts = {name: int(value.get(name, 0)) for name in PROXY_FIX_KEYS}
+    return counts if any(counts.values()) else None
+
+
 def _check(key: str, setting: Setting, value: Any) -> Any:
+    if setting.kind is dict:
+        return _proxy_fix(key, value)
     if setting.kind is list:
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]

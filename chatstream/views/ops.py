@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint
 from flask import Response
 from flask import jsonify
+from flask import request
 
 from ..errors import error_response
 from ..extension import state
@@ -14,9 +15,17 @@ bp = Blueprint("ops", __name__)
 
 @bp.get("/healthz")
 def healthz() -> Response:
-    """The process is alive; with this worker's open streams and readers."""
+    """The process is alive; with this worker's open streams and readers.
+
+    ``?verbose=1`` adds the request as the app sees it: ``client`` (the
+    address rate limits and logs use) and ``scheme``. Behind a proxy they are
+    the proxy's unless ``CHATSTREAM_PROXY_FIX`` trusts its X-Forwarded-* hop.
+    """
     ext = state()
-    return jsonify(status="ok", running=len(ext.runner.running), readers=ext.readers)
+    body = {"status": "ok", "running": len(ext.runner.running), "readers": ext.readers}
+    if request.args.get("verbose") == "1":
+        body.update(client=request.remote_addr, scheme=request.scheme)
+    return jsonify(body)
 
 
 @bp.get("/readyz")
