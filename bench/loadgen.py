@@ -5,7 +5,8 @@ It runs in its own process so that it can be pinned to a core of its own
 
 1. runs ``warmup`` sequential chats, prints ``{"phase": "ready"}`` and waits for a
    line on stdin (the orchestrator samples the server's CPU time meanwhile);
-2. runs the load: ``concurrent`` (N chats at once), ``sequential`` (N in a row)
+2. runs the load: ``concurrent`` (N chats started evenly over ``ramp`` seconds,
+   all at once if 0), ``sequential`` (N in a row)
    or ``idle`` (open N streams, print ``{"phase": "opened", ...}``, wait for a
    line on stdin, close them);
 3. prints ``{"phase": "done", "wall": ..., "results": [...]}`` and exits.
@@ -67,6 +68,13 @@ async def _bounded(
     return out
 
 
+async def _after(delay: float, spec: ChatSpec) -> ChatResult:
+    """Start a chat ``delay`` seconds from now (arrivals spread over a ramp)."""
+    if delay:
+        await asyncio.sleep(delay)
+    return await run_chat(spec)
+
+
 async def _sequential(spec: ChatSpec, n: int, deadline: float) -> list[ChatResult]:
     results: list[ChatResult] = []
     stop = time.monotonic() + deadline
@@ -121,7 +129,7 @@ async def main_async(cfg: dict[str, Any]) -> None:
         cfg["delay_ms"],
     )
     warm = ChatSpec(spec.host, spec.port, spec.mode, 5, 0)
-    for _ in range(cfg.get("warmup", 3)):
+    for _ in range(cfg.get("warmup", 20)):
         res = await asyncio.wait_for(run_chat(warm), 30)
         if not res.ok:
             _emit({"phase": "error", "error": f"warm-up chat failed: {res.error}"})
@@ -132,7 +140,9 @@ async def main_async(cfg: dict[str, Any]) -> None:
     cpu0 = time.process_time()
     start = time.perf_counter()
     if kind == "concurrent":
-        results = await _bounded([run_chat(spec) for _ in range(n)], deadline)
+        ramp = float(cfg.get("ramp", 0.0))
+        chats = [_after(i * ramp / n, spec) for i in range(n)]
+        results = await _bounded(chats, deadline)
     elif kind == "sequential":
         results = await _sequential(spec, n, deadline)
     elif kind == "idle":

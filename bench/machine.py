@@ -27,7 +27,7 @@ def busy_seconds() -> float:
 
 
 def wait_quiet(
-    max_busy: float = 0.15, window: float = 0.5, max_wait: float = 30.0
+    max_busy: float = 0.25, window: float = 0.5, max_wait: float = 5.0
 ) -> float:
     """Wait until the machine is busy for at most ``max_busy`` cores over ``window``.
 

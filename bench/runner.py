@@ -58,6 +58,12 @@ class _Lines:
         return dict(json.loads(line))
 
 
+def _why(msg: dict[str, Any], server: Server) -> str:
+    """One line: what the load generator reported, and the server log's last line."""
+    last = [ln for ln in server.tail(5).splitlines() if ln.strip()][-1:] or [""]
+    return f"{msg.get('error', msg)} | server log: {last[0][:160]}"
+
+
 def measure(target: Target, sc: Scenario, logdir: Path) -> dict[str, Any]:
     """Run ``sc`` on ``target`` once; returns its figures (or ``{"error": ...}``)."""
     logdir.mkdir(parents=True, exist_ok=True)
@@ -84,6 +90,7 @@ def measure(target: Target, sc: Scenario, logdir: Path) -> dict[str, Any]:
         cfg = {
             "port": port, "mode": target.mode, "kind": sc.kind, "chats": sc.chats,
             "tokens": sc.tokens, "delay_ms": sc.delay_ms, "deadline": sc.deadline,
+            "ramp": sc.ramp,
         }  # fmt: skip
         cmd = [
             *pinned(target.loadgen_cpus),
@@ -99,7 +106,7 @@ def measure(target: Target, sc: Scenario, logdir: Path) -> dict[str, Any]:
         lines = _Lines(gen.stdout)
         msg = lines.next(60)
         if msg["phase"] != "ready":
-            return {"error": msg.get("error", str(msg)) + "\n" + server.tail(5)}
+            return {"error": _why(msg, server)}
 
         def tree() -> list[int]:
             assert server is not None
@@ -120,7 +127,7 @@ def measure(target: Target, sc: Scenario, logdir: Path) -> dict[str, Any]:
             gen.stdin.flush()
             msg = lines.next(60)
         if msg["phase"] != "done":
-            return {"error": msg.get("error", str(msg)) + "\n" + server.tail(5)}
+            return {"error": _why(msg, server)}
         pids = tree()
         busy = machine.busy_seconds() - busy0
         out = figures(sc, msg) | extra

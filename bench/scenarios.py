@@ -57,6 +57,7 @@ class Scenario:
     :param delay_ms: delay between tokens.
     :param deadline: seconds after which unfinished chats count as failed.
     :param scaleout: run on the S4 set-ups instead of chatstream and the peers.
+    :param ramp: ``concurrent`` chats start evenly spread over this many seconds.
     """
 
     name: str
@@ -68,6 +69,7 @@ class Scenario:
     metrics: tuple[Metric, ...]
     deadline: float = 100.0
     scaleout: bool = False
+    ramp: float = 0.0
 
 
 _S1 = (
@@ -89,114 +91,48 @@ _S5 = (COMPLETED, IDLE, RSS, OTHER_CPU)
 IDLE_TOKENS, IDLE_DELAY_MS = 10, 10_000
 
 
+#: S1 chats start evenly over this many seconds (all N are open together from
+#: then until the first ones finish, 2 s after they started).
+S1_RAMP = 1.0
+
+
+def _s1(n: int, name: str = "", scaleout: bool = False) -> Scenario:
+    title = f"{'S4 scale-out on ' if scaleout else ''}S1 concurrency, {n:,} chats"
+    title += f" x 100 tokens, 20 ms apart, started over {S1_RAMP:.0f} s"
+    return Scenario(
+        name or f"S1-{n}", title, "concurrent", n, 100, 20, _S1, 100, scaleout, S1_RAMP
+    )
+
+
+def _s2(n: int, tokens: int, name: str = "S2", scaleout: bool = False) -> Scenario:
+    title = f"{'S4 scale-out on ' if scaleout else ''}S2 throughput, {n} chats"
+    title += f" x {tokens:,} tokens, no delay"
+    return Scenario(name, title, "concurrent", n, tokens, 0, _S2, 100, scaleout)
+
+
+def _s3(n: int) -> Scenario:
+    title = f"S3 latency, {n} chats one at a time, 10 tokens, no delay"
+    return Scenario("S3", title, "sequential", n, 10, 0, _S3, 60)
+
+
+def _s5(n: int) -> Scenario:
+    title = f"S5 memory, {n:,} idle open streams (server RSS growth / streams)"
+    return Scenario("S5", title, "idle", n, IDLE_TOKENS, IDLE_DELAY_MS, _S5, 60)
+
+
 def all_scenarios(quick: bool) -> list[Scenario]:
     """Every scenario, in run order; ``quick`` shrinks them for a smoke check."""
     if quick:
-        return [
-            Scenario(
-                "S1-100",
-                "S1 concurrency, 100 chats",
-                "concurrent",
-                100,
-                100,
-                20,
-                _S1,
-                30,
-            ),
-            Scenario(
-                "S2",
-                "S2 throughput (quick: 10 x 500 tokens)",
-                "concurrent",
-                10,
-                500,
-                0,
-                _S2,
-                30,
-            ),
-            Scenario(
-                "S3", "S3 latency (quick: 30 chats)", "sequential", 30, 10, 0, _S3, 30
-            ),
-            Scenario(
-                "S4-S2",
-                "S4 scale-out on S2 (quick)",
-                "concurrent",
-                10,
-                500,
-                0,
-                _S2,
-                30,
-                True,
-            ),
-            Scenario(
-                "S5",
-                "S5 idle streams (quick: 100)",
-                "idle",
-                100,
-                IDLE_TOKENS,
-                IDLE_DELAY_MS,
-                _S5,
-                30,
-            ),
-        ]
+        return [_s1(100), _s2(10, 500), _s3(30), _s2(10, 500, "S4-S2", True), _s5(100)]
     return [
-        Scenario(
-            "S1-100",
-            "S1 concurrency, 100 chats x 100 tokens, 20 ms",
-            "concurrent",
-            100,
-            100,
-            20,
-            _S1,
-        ),
-        Scenario(
-            "S1-1000", "S1 concurrency, 1,000 chats", "concurrent", 1000, 100, 20, _S1
-        ),
-        Scenario(
-            "S1-3000", "S1 concurrency, 3,000 chats", "concurrent", 3000, 100, 20, _S1
-        ),
-        Scenario(
-            "S2",
-            "S2 throughput, 50 chats x 2,000 tokens, no delay",
-            "concurrent",
-            50,
-            2000,
-            0,
-            _S2,
-        ),
-        Scenario(
-            "S3",
-            "S3 latency, 200 chats one at a time, 10 tokens",
-            "sequential",
-            200,
-            10,
-            0,
-            _S3,
-            60,
-        ),
-        Scenario(
-            "S4-S1",
-            "S4 scale-out on S1 at 3,000 chats",
-            "concurrent",
-            3000,
-            100,
-            20,
-            _S1,
-            100,
-            True,
-        ),
-        Scenario(
-            "S4-S2", "S4 scale-out on S2", "concurrent", 50, 2000, 0, _S2, 100, True
-        ),
-        Scenario(
-            "S5",
-            "S5 memory, 1,000 idle streams",
-            "idle",
-            1000,
-            IDLE_TOKENS,
-            IDLE_DELAY_MS,
-            _S5,
-            60,
-        ),
+        _s1(100),
+        _s1(1000),
+        _s1(3000),
+        _s2(50, 2000),
+        _s3(200),
+        _s1(3000, "S4-S1", True),
+        _s2(50, 2000, "S4-S2", True),
+        _s5(1000),
     ]
 
 

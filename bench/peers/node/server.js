@@ -28,7 +28,8 @@ function startModel(stream, tokens, delayMs) {
     if (i < tokens) {
       push(stream, frame(i, 'newToken', { token: `${i} ` }));
       i += 1;
-      stream.timer = setTimeout(step, delayMs);
+      // setTimeout(fn, 0) is clamped to 1 ms; setImmediate yields to I/O without it.
+      stream.timer = delayMs > 0 ? setTimeout(step, delayMs) : setImmediate(step);
     } else {
       push(stream, frame(tokens, 'end', { finish_reason: 'stop', tokens }));
       stream.done = true;
