@@ -11,6 +11,7 @@ variable, its value and what is allowed.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from collections.abc import MutableMapping
@@ -50,12 +51,31 @@ SETTINGS: dict[str, Setting] = {
     "DEMO_DELAY_MS": Setting(30, int, 0, 10_000, "demo model delay between tokens"),
     "OPENAI_TIMEOUT_S": Setting(60.0, float, 0.1, 3600, "upstream read timeout"),
     "OPENAI_MAX_RETRIES": Setting(2, int, 0, 10, "SDK retries on 429/5xx"),
+    "LANGCHAIN_FACTORY": Setting(None, str, help="package.module:factory, factory(model)"),
+    "LANGCHAIN_BLOCKING": Setting(True, bool, help="run LangChain models on native threads"),
     "REDIS_URL": Setting(None, str, help="redis://... to share streams (else in-memory)"),
+    "REDIS_BEAT_S": Setting(1.0, float, 0.05, 60, "owner heartbeat and presence refresh"),
+    "REDIS_LIVENESS_S": Setting(5.0, float, 0.2, 600, "owner silent this long = dead"),
     "PROXY_FIX": Setting(None, dict, help="proxy hops: N, or x_for=1,x_proto=1"),
+    "ACCESS_PASSWORD": Setting(None, str, help="shared password for the page and API"),
+    "API_TOKENS": Setting(None, list, help="bearer tokens, comma-separated"),
+    "RATE_LIMIT": Setting("60/minute", str, help="POSTs per client address, e.g. 30/minute"),
+    "MAX_STREAMS_PER_CLIENT": Setting(8, int, 0, 1_000_000, "running generations per address"),
 }
 
 #: Settings read from their conventional, unprefixed names.
 PLAIN_ENV = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "SECRET_KEY")
+
+#: Secrets are read as the exact text of their variable (``from_prefixed_env``
+#: would turn a password like ``123456`` into a number) and never echoed.
+SECRET_SETTINGS = ("ACCESS_PASSWORD", "API_TOKENS")
+
+#: One rate of Flask-Limiter's notation (``limits`` ``parse_many``), e.g. ``30/minute``.
+_RATE = re.compile(
+    r"[0-9]+\s*(?:/|per)\s*(?:[0-9]+\s*)?(?:second|minute|hour|day|month|year)s?"
+)
+#: ``CHATSTREAM_RATE_LIMIT`` values that turn rate limiting off.
+RATE_LIMIT_OFF = ("0", "off", "false", "none", "no")
 
 
 def defaults() -> dict[str, Any]:
@@ -68,6 +88,10 @@ def load_environment(config: MutableMapping[str, Any]) -> None:
         value = os.environ.get(name)
         if value:
             config[name] = value
+    for key in SECRET_SETTINGS:
+        value = os.environ.get(f"{PREFIX}_{key}")
+        if value:
+            config[key] = value
 
 
 def _env_name(key: str) -> str:
@@ -112,9 +136,48 @@ def _proxy_fix(key: str, value: Any) -> dict[str, int] | None:
     return counts if any(counts.values()) else None
 
 
+def _rate_limit(key: str, value: Any) -> str:
+    """``"off"``, or rates such as ``30/minute;500/day`` (lower-cased).
+
+    :raises ConfigError: anything else.
+    """
+    text = str(value).strip().lower()
+    if value is False or text in RATE_LIMIT_OFF:
+        return "off"
+    if isinstance(value, str) and all(_RATE.fullmatch(p.strip()) for p in re.split("[,;|]", text)):
+        return text
+    raise _bad(key, value, "a rate such as 30/minute or 1000/day, or off")
+
+
+def _secret(key: str, setting: Setting, value: Any) -> Any:
+    """The access password, or the list of API tokens; never echoed in errors.
+
+    :raises ConfigError: not a string, or a token shorter than 16 characters.
+    """
+    if setting.kind is str:
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+        raise _bad(key, "<hidden>", "a non-empty string")
+    items = value.split(",") if isinstance(value, str) else value
+    if isinstance(items, list | tuple) and all(isinstance(v, str) for v in items):
+        items = [v.strip() for v in items if v.strip()]
+        if items and all(len(v) >= 16 and not any(c.isspace() for c in v) for v in items):
+            return items
+    raise _bad(key, "<hidden>", "comma-separated tokens of 16+ characters without spaces")
+
+
 def _check(key: str, setting: Setting, value: Any) -> Any:
     if setting.kind is dict:
         return _proxy_fix(key, value)
+    if key == "RATE_LIMIT":
+        return _rate_limit(key, value)
+    if key in SECRET_SETTINGS:
+        return _secret(key, setting, value)
+    if setting.kind is bool:
+        flag = {"true": True, "1": True, "false": False, "0": False}.get(str(value).lower())
+        if flag is None:
+            raise _bad(key, value, "true or false")
+        return flag
     if setting.kind is list:
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
@@ -177,5 +240,12 @@ def summary(config: Mapping[str, Any]) -> str:
     return (
         f"adapter={config['ADAPTER']} model={config['MODEL']} "
         f"models={','.join(config['MODELS'])} "
-        f"store={'redis' if config['REDIS_URL'] else 'memory'}"
+        f"store={'redis' if config['REDIS_URL'] else 'memory'} "
+        f"access={_access(config)} rate_limit={config['RATE_LIMIT']}"
     )
+
+
+def _access(config: Mapping[str, Any]) -> str:
+    kinds = [k for k, on in (("password", config.get("ACCESS_PASSWORD")),
+                             ("tokens", config.get("API_TOKENS"))) if on]
+    return "+".join(kinds) or "open"  # fmt: skip

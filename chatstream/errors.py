@@ -6,10 +6,14 @@
     ├── ConfigError                 a bad setting; stops start-up
     ├── RequestError                status (4xx/5xx), rendered as JSON before headers
     │   ├── BadRequest              400 bad_request / invalid_json / empty_prompt / ...
+    │   ├── Unauthorized            401 unauthorized / wrong_password (+ WWW-Authenticate)
+    │   ├── Forbidden               403 cross_origin
     │   ├── NotFound                404 stream_not_found
     │   ├── PayloadTooLarge         413 payload_too_large
     │   ├── UnsupportedMediaType    415 unsupported_media_type
-    │   └── Overloaded              503 overloaded (+ Retry-After)
+    │   ├── TooManyRequests         429 rate_limited / too_many_streams (+ Retry-After)
+    │   ├── Overloaded              503 overloaded (+ Retry-After)
+    │   └── StoreUnavailable        503 store_unavailable (+ Retry-After)
     ├── GenerationError             after headers: becomes an ``error`` event
     │   ├── GenerationTimeout       generation_timeout
     │   ├── GenerationInterrupted   generation_interrupted
@@ -75,6 +79,27 @@ class BadRequest(RequestError):
     code = "bad_request"
 
 
+class Unauthorized(RequestError):
+    """No valid session cookie or bearer token while access control is on.
+
+    :param challenge: sent as ``WWW-Authenticate`` (RFC 9110, 11.6.1) when set.
+    """
+
+    status = 401
+    code = "unauthorized"
+
+    def __init__(
+        self, message: str, *, code: str | None = None, challenge: str | None = None
+    ) -> None:
+        super().__init__(message, code=code)
+        self.headers = {"WWW-Authenticate": challenge} if challenge else {}
+
+
+class Forbidden(RequestError):
+    status = 403
+    code = "cross_origin"
+
+
 class NotFound(RequestError):
     status = 404
     code = "stream_not_found"
@@ -90,6 +115,20 @@ class UnsupportedMediaType(RequestError):
     code = "unsupported_media_type"
 
 
+class TooManyRequests(RequestError):
+    """This client sent too many requests, or runs too many streams.
+
+    :param retry_after: seconds the client should wait, sent as ``Retry-After``.
+    """
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, code: str | None = None, retry_after: int = 5) -> None:
+        super().__init__(message, code=code)
+        self.headers = {"Retry-After": str(max(1, retry_after))}
+
+
 class Overloaded(RequestError):
     """Too many running streams in this worker.
 
@@ -102,6 +141,12 @@ class Overloaded(RequestError):
     def __init__(self, message: str, *, retry_after: int = 5) -> None:
         super().__init__(message)
         self.headers = {"Retry-After": str(retry_after)}
+
+
+class StoreUnavailable(Overloaded):
+    """The stream store (Redis) cannot be reached."""
+
+    code = "store_unavailable"
 
 
 class GenerationError(ChatstreamError):

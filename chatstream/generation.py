@@ -31,6 +31,7 @@ from .adapters.base import Message
 from .concurrency import Driver
 from .errors import BadRequest
 from .errors import ChatstreamError
+from .errors import GenerationInterrupted
 from .errors import GenerationTimeout
 from .errors import NotFound
 from .errors import Overloaded
@@ -46,6 +47,12 @@ YIELD_EVERY = 32
 #: How a cancel reason ends the stream: ``end`` with ``cancelled``, or an error.
 CANCEL_ERRORS: dict[str, ChatstreamError] = {
     "timeout": GenerationTimeout("The model took too long; the answer was cut."),
+    "store_unavailable": GenerationInterrupted(
+        "The stream store became unreachable; please retry.", code="store_unavailable"
+    ),
+    "shutdown": GenerationInterrupted(
+        "The server is restarting; please retry.", code="server_shutdown"
+    ),
 }
 
 

@@ -1,0 +1,205 @@
+"""The contract across processes: several workers, two instances, one real Redis."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import httpx
+import pytest
+
+from tests.support.client import read_events
+from tests.support.client import submit
+from tests.support.client import text_of
+from tests.support.client import wait_until
+from tests.support.redis_server import RedisServer
+from tests.support.server import GunicornServer
+
+pytestmark = [pytest.mark.live, pytest.mark.redis]
+
+TOKENS_20 = "".join(f"{i} " for i in range(20))
+
+
+@pytest.fixture(scope="module")
+def redis_server():
+    with RedisServer() as server:
+        yield server
+
+
+def redis_env(redis_server, **extra):
+    return {
+        "CHATSTREAM_REDIS_URL": redis_server.url,
+        "CHATSTREAM_ADAPTER": "demo",
+        "CHATSTREAM_HEARTBEAT_S": "0.3",
+        "CHATSTREAM_REDIS_BEAT_S": "0.2",
+        "CHATSTREAM_REDIS_LIVENESS_S": "1.5",
+        "CHATSTREAM_DETACH_GRACE_S": "1",
+        "CHATSTREAM_SWEEP_S": "0.1",
+        **extra,
+    }
+
+
+@pytest.fixture(scope="module")
+def pair(redis_server, tmp_path_factory):
+    """Two separate gunicorn instances (one worker each) sharing one Redis."""
+    logs = tmp_path_factory.mktemp("pair")
+    env = redis_env(redis_server)
+    with GunicornServer(env, log_dir=logs) as a, GunicornServer(env, log_dir=logs) as b:
+        yield a, b
+
+
+@pytest.fixture
+def client():
+    with httpx.Client(timeout=30) as c:
+        yield c
+
+
+def path_of(url: str, server) -> str:
+    return url[len(server.url):]
+
+
+def test_post_on_one_instance_read_on_the_other(pair, client):
+    a, b = pair
+    url = submit(client, a.url, prompt="x", options={"tokens": 20, "delay_ms": 5})
+    on_b = read_events(client, b.url + path_of(url, a))
+    assert text_of(on_b) == TOKENS_20 and on_b[-1].event == "end"
+    assert read_events(client, url) == on_b  # replay on the owner too
+
+
+def test_resume_on_another_instance_with_last_event_id(pair, client):
+    a, b = pair
+    url = submit(client, a.url, prompt="x", options={"tokens": 20, "delay_ms": 20})
+    head = read_events(client, url, limit=5)
+    tail = read_events(client, b.url + path_of(url, a), last_event_id=head[-1].id)
+    assert text_of(head + tail) == TOKENS_20
+    done = client.get(b.url + path_of(url, a), headers={"Last-Event-ID": tail[-1].id})
+    assert done.status_code == 204
+
+
+def test_seed_cookie_contract_across_instances(pair):
+    a, b = pair
+    with httpx.Client(timeout=30) as browser:
+        submit(browser, a.url, prompt="x", options={"tokens": 5})
+        assert text_of(read_events(browser, b.url + "/api/streaming")) == "0 1 2 3 4 "
+
+
+def test_cancel_on_the_other_instance_stops_generation(pair, client):
+    a, b = pair
+    url = submit(client, a.url, prompt="x", options={"tokens": 10_000, "delay_ms": 20})
+    head = read_events(client, b.url + path_of(url, a), limit=3)
+    response = client.delete(b.url + path_of(url, a))
+    assert response.json()["cancelled"] is True
+    rest = read_events(client, b.url + path_of(url, a), last_event_id=head[-1].id)
+    assert rest[-1].data == {"finish_reason": "cancelled"}
+    assert len(head) + len(rest) < 10_000
+    wait_until(lambda: client.get(a.url + "/healthz").json()["running"] == 0)
+
+
+def test_reader_presence_is_cluster_wide(pair, client):
+    a, b = pair
+    url = submit(client, a.url, prompt="x", options={"tokens": 60, "delay_ms": 50})
+    # The only reader is on B, the generation on A: it must not be cancelled
+    # for lack of readers (detach grace is 1 s here, the answer takes ~3 s).
+    events = read_events(client, b.url + path_of(url, a))
+    assert events[-1].data["finish_reason"] == "stop" and len(events) == 61
+
+
+def test_reader_leaving_cancels_generation_after_grace(pair, client):
+    a, b = pair
+    url = submit(client, a.url, prompt="x", options={"tokens": 10_000, "delay_ms": 20})
+    read_events(client, b.url + path_of(url, a), limit=2)
+    wait_until(lambda: client.get(a.url + "/healthz").json()["running"] == 0)
+    assert read_events(client, url)[-1].data == {"finish_reason": "cancelled"}
+
+
+def test_finished_stream_keys_expire(redis_server, tmp_path):
+    env = redis_env(redis_server, CHATSTREAM_STREAM_TTL_S="1")
+    with GunicornServer(env, log_dir=tmp_path) as srv, httpx.Client(timeout=30) as client:
+        url = submit(client, srv.url, prompt="x", options={"tokens": 3})
+        stream_id = url.rsplit("/", 1)[1]
+        read_events(client, url)
+        r = redis_server.client()
+        assert r.keys(f"cs:{{{stream_id}}}:*")
+        wait_until(lambda: not r.keys(f"cs:{{{stream_id}}}:*"))
+        assert client.get(url).status_code == 404
+        r.close()
+
+
+def test_several_workers_one_contract(redis_server, tmp_path):
+    env = redis_env(redis_server)
+    with GunicornServer(env, workers=3, log_dir=tmp_path) as srv:
+        assert len(srv.worker_pids()) == 3
+        for _ in range(12):  # new connections land on any worker
+            with httpx.Client(timeout=30) as browser:
+                url = submit(browser, srv.url, prompt="x", options={"tokens": 20, "delay_ms": 2})
+            with httpx.Client(timeout=30) as reader:
+                head = read_events(reader, url, limit=4)
+            with httpx.Client(timeout=30) as reader:
+                tail = read_events(reader, url, last_event_id=head[-1].id)
+            assert text_of(head + tail) == TOKENS_20
+
+
+def test_sigkill_of_the_generating_worker_gives_readers_an_error(pair, redis_server, tmp_path):
+    _, b = pair
+    env = redis_env(redis_server)
+    with GunicornServer(env, log_dir=tmp_path) as victim, httpx.Client(timeout=30) as client:
+        url = submit(client, victim.url, prompt="x", options={"tokens": 10_000, "delay_ms": 20})
+        head = read_events(client, b.url + path_of(url, victim), limit=3)
+        (worker,) = victim.worker_pids()
+        os.kill(worker, signal.SIGKILL)
+        started = time.monotonic()
+        rest = read_events(client, b.url + path_of(url, victim), last_event_id=head[-1].id)
+        assert rest[-1].event == "error"
+        assert rest[-1].data["code"] == "generation_interrupted"
+        assert time.monotonic() - started < 30  # an upper bound: it must not hang
+        ids = [int(e.id) for e in head + rest]
+        assert ids == list(range(1, len(ids) + 1))  # nothing lost or repeated
+
+
+def test_redis_down_then_back(tmp_path):
+    with RedisServer() as own_redis:
+        env = redis_env(own_redis)
+        with GunicornServer(env, log_dir=tmp_path) as srv, httpx.Client(timeout=30) as client:
+            url = submit(client, srv.url, prompt="x", options={"tokens": 10_000, "delay_ms": 20})
+            with client.stream("GET", url) as response:
+                own_redis.stop()
+                body = response.read().decode()
+            assert "event: error" in body and "store_unavailable" in body
+            response = client.post(srv.url + "/api/streaming", json={"prompt": "x"})
+            assert response.status_code == 503
+            assert response.json()["error"]["code"] == "store_unavailable"
+            assert client.get(srv.url + "/readyz").status_code == 503
+            own_redis.start()  # same port: the service recovers without a restart
+            wait_until(lambda: client.get(srv.url + "/readyz").status_code == 200)
+            url = submit(client, srv.url, prompt="x", options={"tokens": 5})
+            assert text_of(read_events(client, url)) == "0 1 2 3 4 "
+
+
+def test_connections_stay_flat_as_streams_grow(redis_server, tmp_path):
+    env = redis_env(redis_server)
+    r = redis_server.client()
+
+    def connections():
+        return len(r.client_list()) - 1  # minus this test's own connection
+
+    with GunicornServer(env, log_dir=tmp_path) as srv, httpx.Client(timeout=60) as client:
+        url = submit(client, srv.url, prompt="x", options={"tokens": 2})
+        read_events(client, url)
+        baseline = connections()
+        urls = [
+            submit(client, srv.url, prompt="x", options={"tokens": 5, "delay_ms": 10_000})
+            for _ in range(200)
+        ]
+        streams = [client.stream("GET", u) for u in urls[:100]]
+        for s in streams:
+            s.__enter__()
+        try:
+            with_streams = connections()
+        finally:
+            for s in streams:
+                s.__exit__(None, None, None)
+            for u in urls:
+                client.delete(u)
+        assert with_streams <= baseline + 2, (baseline, with_streams)
+    r.close()
