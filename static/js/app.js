@@ -97,7 +97,7 @@ function statusNote(msg) {
   note.className = 'msg-note';
   if (msg.status === 'stopped') note.textContent = 'Stopped';
   else if (msg.status === 'length') note.textContent = 'Cut off: the answer reached its length limit';
-  else if (msg.status === 'interrupted') note.textContent = 'Interrupted: the page was closed while this answer streamed';
+  else if (msg.status === 'interrupted') note.textContent = 'Interrupted: this answer could not be resumed';
   else if (msg.status === 'error') {
     note.classList.add('is-error');
     note.setAttribute('role', 'alert');
@@ -288,8 +288,21 @@ function generate(conv) {
   conv.model = model;
   const msg = { role: 'assistant', content: '', status: 'streaming', model };
   conv.messages.push(msg);
-  const index = conv.messages.length - 1;
   store.touch(conv);
+  follow(conv, msg, { messages, model });
+}
+
+/**
+ * Stream into `msg` (the conversation's last message): a new answer when
+ * `request` has `messages`, or an answer already running on the server when it
+ * has `streamUrl` (after a reload; the server replays it from the start).
+ */
+function follow(conv, msg, request) {
+  const index = conv.messages.indexOf(msg);
+  const resumed = Boolean(request.streamUrl);
+  const saved = msg.content; // kept if a resumed stream is gone
+  if (resumed) msg.content = '';
+  delete msg.reconnecting;
   const st = { conv, msg, index, li: null, renderer: null, tokens: 0, t0: performance.now(), tFirst: 0, tLast: 0, saveTimer: 0 };
   live.set(conv.id, st);
   renderSidebar();
@@ -304,8 +317,9 @@ function generate(conv) {
     live.delete(conv.id);
     msg.status = status;
     delete msg.reconnecting;
+    delete msg.streamUrl;
     Object.assign(msg, extra);
-    if (st.tokens) {
+    if (st.tokens && !resumed) { // a replay's timing says nothing about the model
       const span = (st.tLast - st.tFirst) / 1000;
       msg.stats = {
         ttftMs: st.tFirst - st.t0,
@@ -321,8 +335,11 @@ function generate(conv) {
 
   st.handle = startAnswer({
     apiUrl: cfg.apiUrl,
-    messages,
-    model,
+    ...request,
+    onStart({ streamUrl }) {
+      msg.streamUrl = streamUrl; // lets a reloaded page follow this answer again
+      store.save();
+    },
     onToken(token) {
       const now = performance.now();
       if (!st.tokens) {
@@ -341,6 +358,10 @@ function generate(conv) {
       announce(reason === 'cancelled' ? 'Answer stopped.' : reason === 'length' ? 'Answer cut off at the length limit.' : 'Answer complete.');
     },
     onError(err) {
+      if (resumed && !st.tokens) { // the stream expired or is unknown: keep what we had
+        finalize('interrupted', { content: saved });
+        return;
+      }
       let message = err.message;
       if (err.retryAfter) message += ` Try again in ${err.retryAfter} s.`;
       finalize('error', { error: { code: err.code, message } });
@@ -362,6 +383,16 @@ function generate(conv) {
     finalize('stopped');
     announce('Answer stopped.');
   };
+}
+
+/** After a reload: follow again every answer that was still streaming. */
+function resumeAll() {
+  for (const conv of store.state.conversations) {
+    const msg = conv.messages[conv.messages.length - 1];
+    if (!msg || msg.status !== 'streaming') continue;
+    if (msg.streamUrl) follow(conv, msg, { streamUrl: msg.streamUrl });
+    else { msg.status = 'interrupted'; store.save(); }
+  }
 }
 
 function setNote(st, note) {
@@ -573,6 +604,7 @@ window.addEventListener('storage', (e) => { // another tab changed the saved con
   if (conv) setModel(conv.model);
   renderSidebar();
   renderConversation();
+  resumeAll();
   autosize(els.prompt);
   els.prompt.focus();
   document.body.classList.add('is-ready');

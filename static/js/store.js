@@ -21,11 +21,8 @@ export class ConversationStore {
       const raw = this.storage.getItem(KEY);
       const data = raw ? JSON.parse(raw) : null;
       if (data && data.version === 1 && Array.isArray(data.conversations)) {
-        // An answer that was still streaming when the page went away cannot be
-        // resumed (EventSource cannot send Last-Event-ID on a fresh page); keep it, marked.
-        for (const c of data.conversations) {
-          for (const m of c.messages) if (m.status === 'streaming') m.status = 'interrupted';
-        }
+        // Answers still "streaming" were cut off by a reload or a closed tab;
+        // the page tries to follow them again (see app.js resumeAll).
         return data;
       }
     } catch (err) {

@@ -19,6 +19,13 @@ export class ApiError extends Error {
   }
 }
 
+// A page being left closes its EventSources, which fire `error`: that is not a
+// failure of the answer (a reloaded page follows it again), so it is ignored.
+let leaving = false;
+window.addEventListener('beforeunload', () => { leaving = true; });
+window.addEventListener('pagehide', () => { leaving = true; });
+window.addEventListener('pageshow', () => { leaving = false; });
+
 /** Extra request fields for tests/debugging (e.g. demo `options`); unset in normal use. */
 function extraBody() {
   const extra = window.chatstreamRequestExtra;
@@ -51,12 +58,13 @@ async function postPrompt(apiUrl, messages, model) {
 }
 
 /**
- * Start one answer. Callbacks: onStart({id, streamUrl}), onToken(token),
- * onEnd({finish_reason, usage}), onError({code, message, retryAfter?}),
- * onReconnecting(), onReconnected().
+ * Start one answer, or follow one already started (pass `streamUrl`: the server
+ * replays a stream from its start to a reader without Last-Event-ID).
+ * Callbacks: onStart({id, streamUrl}), onToken(token), onEnd({finish_reason,
+ * usage}), onError({code, message, retryAfter?}), onReconnecting(), onReconnected().
  * Returns a handle with stop() (close + DELETE) and close().
  */
-export function startAnswer({ apiUrl, messages, model, ...cb }) {
+export function startAnswer({ apiUrl, messages, model, streamUrl: existing, ...cb }) {
   let es = null;
   let streamUrl = null;
   let done = false;
@@ -80,7 +88,9 @@ export function startAnswer({ apiUrl, messages, model, ...cb }) {
     },
   };
 
-  postPrompt(apiUrl, messages, model).then((data) => {
+  const started = existing ? Promise.resolve({ id: null, stream_url: existing })
+    : postPrompt(apiUrl, messages, model);
+  started.then((data) => {
     if (done) { // stopped while the POST was in flight
       fetch(data.stream_url, { method: 'DELETE' }).catch(() => {});
       return;
@@ -108,7 +118,7 @@ export function startAnswer({ apiUrl, messages, model, ...cb }) {
       cb.onEnd?.(info);
     });
     es.addEventListener('error', (ev) => {
-      if (done) return;
+      if (done || leaving) return;
       if (typeof ev.data === 'string') { // the server's own `error` event
         let info = {};
         try { info = JSON.parse(ev.data) || {}; } catch { /* keep defaults */ }
@@ -124,7 +134,7 @@ export function startAnswer({ apiUrl, messages, model, ...cb }) {
       cb.onError?.({ code: 'connection_lost', message: 'The connection to the server was lost.' });
     });
   }, (err) => {
-    if (done) return;
+    if (done || leaving) return;
     finish();
     cb.onError?.({ code: err.code || 'error', message: err.message, status: err.status, retryAfter: err.retryAfter });
   });

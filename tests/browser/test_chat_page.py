@@ -386,6 +386,24 @@ def test_conversations_survive_reload_switch_and_delete(chat: ChatPage) -> None:
     expect(chat.conversations.first).to_contain_text("alpha")
 
 
+def test_reload_mid_stream_follows_the_answer_to_its_end(chat: ChatPage) -> None:
+    chat.set_options(tokens=60, delay_ms=60)
+    chat.send("keep going")
+    shown = chat.wait_numbers_above(3)
+    assert shown < 60
+    chat.page.reload()
+    # The page follows the same stream again (replayed from its start) ...
+    expect(chat.last_answer).to_have_attribute("data-status", "streaming")
+    expect(chat.stop_button).to_be_visible()
+    # ... and ends with the whole answer, once.
+    chat.wait_done()
+    assert chat.last_text() == numbers(60)
+    expect(chat.messages).to_have_count(2)
+    saved = chat.saved_state()["conversations"][0]["messages"]
+    assert saved[1]["content"] == numbers(60) + " "
+    assert saved[1]["status"] == "done"
+
+
 def test_composer_keyboard_behaviour(chat: ChatPage) -> None:
     expect(chat.prompt).to_be_focused()
     expect(chat.send_button).to_be_disabled()
