@@ -39,3 +39,10 @@ check: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) test-artifacts .pytest_cache .mypy_cache .ruff_cache
+
+## Benchmark chatstream against its peers (see bench/README.md).
+## BENCH_ARGS="--quick" for a ~2 minute smoke check; "-s S1-1000 S3 -t node" to pick.
+bench: $(VENV)/.installed
+	$(PY) -m pip install -q -r bench/requirements.txt
+	test -d bench/peers/node/node_modules || (cd bench/peers/node && npm ci --no-audit --no-fund)
+	$(PY) -m bench $(BENCH_ARGS)
