@@ -22,7 +22,11 @@ export class ApiError extends Error {
 // A page being left closes its EventSources, which fire `error`: that is not a
 // failure of the answer (a reloaded page follows it again), so it is ignored.
 let leaving = false;
-window.addEventListener('beforeunload', () => { leaving = true; });
+window.addEventListener('beforeunload', () => {
+  leaving = true;
+  // Still here a moment later: the navigation did not happen (e.g. a download).
+  setTimeout(() => { leaving = false; }, 2000);
+});
 window.addEventListener('pagehide', () => { leaving = true; });
 window.addEventListener('pageshow', () => { leaving = false; });
 
