@@ -33,3 +33,24 @@ control_socket_disable = True
 accesslog = os.environ.get("ACCESS_LOG") or None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info")
+
+
+def post_worker_init(worker):
+    """Drain streams on SIGTERM (see ``chatstream/shutdown.py``).
+
+    gunicorn registered its own SIGTERM handler before this hook runs; chain
+    ours after it so the worker still stops accepting and waits
+    ``graceful_timeout`` as usual.
+    """
+    import signal
+
+    from chatstream import shutdown
+
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(sig, frame):
+        if callable(previous):
+            previous(sig, frame)
+        shutdown.begin(worker.cfg.graceful_timeout)
+
+    signal.signal(signal.SIGTERM, on_sigterm)

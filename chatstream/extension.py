@@ -12,7 +12,7 @@ from .generation import Runner
 from .streams import StreamStore
 
 
-@dataclass
+@dataclass(eq=False)
 class Chatstream:
     """What ``app.extensions["chatstream"]`` holds."""
 
@@ -23,6 +23,8 @@ class Chatstream:
     config: dict[str, Any]
     #: SSE responses open in this process right now.
     readers: int = 0
+    #: Set by :mod:`chatstream.shutdown`: readers are told to reconnect.
+    draining: bool = False
 
 
 def state() -> Chatstream:

@@ -477,6 +477,11 @@ class RedisStreamStore:
             found[stream_id] = Presence(int(count), attached is not None, max(0.0, now - since))
         return found
 
+    def wake_all(self) -> None:
+        """Wake every waiting reader of this process (shutdown)."""
+        for buffer in [*self._local.values(), *self._mirrors.values()]:
+            buffer.wake()
+
     def sweep(self) -> int:
         return 0  # Redis expires keys itself (every key has a TTL)
 

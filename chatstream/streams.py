@@ -98,6 +98,7 @@ class StreamStore(Protocol):
         return found
 
     def sweep(self) -> int: ...
+    def wake_all(self) -> None: ...
     def ping(self) -> bool: ...
 
 
@@ -137,6 +138,13 @@ class EventBuffer:
             changed, self.changed = self.changed, self._driver.event()
             changed.set()
         return True
+
+    def wake(self) -> None:
+        """Wake waiting readers with no new frame (they re-check their state)."""
+        if self.waiting:
+            self.waiting = False
+            changed, self.changed = self.changed, self._driver.event()
+            changed.set()
 
     def take(self, after: int) -> Chunk:
         """The frames after event ``after``, without waiting."""
@@ -289,6 +297,11 @@ class MemoryStreamStore:
         for sid in expired:
             del self._streams[sid]
         return len(expired)
+
+    def wake_all(self) -> None:
+        """Wake every waiting reader (shutdown)."""
+        for stream in list(self._streams.values()):
+            stream.wake()
 
     def ping(self) -> bool:
         return True

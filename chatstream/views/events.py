@@ -19,6 +19,7 @@ from flask import current_app
 from flask import request
 from flask import session
 
+from .. import shutdown
 from .. import sse
 from ..errors import BadRequest
 from ..errors import NotFound
@@ -58,6 +59,9 @@ def _events(
         yield sse.retry_line(retry_ms)
         while True:
             chunk = reader.read(after, heartbeat_s)
+            if ext.draining and not chunk.finished:
+                yield chunk.data + shutdown.RECONNECT
+                return
             if chunk.data:
                 after = chunk.last_id
                 yield chunk.data
