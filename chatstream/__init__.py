@@ -19,6 +19,7 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config as settings
+from . import shutdown
 from .adapters.base import load_factory
 from .concurrency import get_driver
 from .errors import register_error_handlers
@@ -90,6 +91,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         adapter_name=factory.name,
         config=dict(app.config),
     )
+    shutdown.register(app.extensions["chatstream"])
     log.info("chatstream ready: %s driver=%s", settings.summary(app.config), driver.name)
 
     register_error_handlers(app)
