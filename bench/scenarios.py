@@ -123,7 +123,13 @@ def _s5(n: int) -> Scenario:
 def all_scenarios(quick: bool) -> list[Scenario]:
     """Every scenario, in run order; ``quick`` shrinks them for a smoke check."""
     if quick:
-        return [_s1(100), _s2(10, 500), _s3(30), _s2(10, 500, "S4-S2", True), _s5(100)]
+        return [
+            _s1(100),
+            _s2(20, 1000),
+            _s3(30),
+            _s2(20, 1000, "S4-S2", True),
+            _s5(100),
+        ]
     return [
         _s1(100),
         _s1(1000),

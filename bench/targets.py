@@ -80,6 +80,9 @@ def _chatstream(
         "WEB_CONCURRENCY": str(workers),
         "CHATSTREAM_ADAPTER": "demo",
         "CHATSTREAM_MAX_STREAMS": "10000",
+        # Every simulated user comes from 127.0.0.1: lift the per-address limits.
+        "CHATSTREAM_RATE_LIMIT": "off",
+        "CHATSTREAM_MAX_STREAMS_PER_CLIENT": "0",
     }
     cpus = ALL_CPUS if workers > 1 else SERVER_CPUS
     gen = ALL_CPUS if workers > 1 else LOADGEN_CPUS
