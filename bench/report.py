@@ -86,6 +86,14 @@ def scenario_table(
             row += [""] * len(ratios)
         lines.append("| " + " | ".join(row) + " |")
     notes = []
+    cs, single = res.get("chatstream"), res.get("chatstream-single")
+    if sc.name == "S3" and cs and single:
+        a, b = _values(cs, "ttft_p50_ms"), _values(single, "ttft_p50_ms")
+        if a and b:
+            gap = median(a) - median(b)
+            notes.append(
+                f"- chatstream TTFT p50, POST-then-GET − single: {gap:+.2f} ms"
+            )
     for n in names:
         for i, r in enumerate(res[n], 1):
             if "error" in r:
