@@ -126,10 +126,13 @@ function messageEl(conv, msg, i) {
   const streaming = msg.status === 'streaming';
   const isLastUser = i === lastIndex(conv, 'user');
   if (msg.role === 'user') {
+    const label = document.createElement('h3');
+    label.className = 'visually-hidden';
+    label.textContent = 'You';
     const bubble = document.createElement('div');
     bubble.className = 'bubble';
     bubble.textContent = msg.content; // user text is always text, never markup
-    li.append(bubble);
+    li.append(label, bubble);
     if (isLastUser && !live.has(conv.id)) {
       const actions = document.createElement('div');
       actions.className = 'msg-actions';
@@ -174,6 +177,7 @@ function messageEl(conv, msg, i) {
 function typingDots() {
   const d = document.createElement('span');
   d.className = 'typing';
+  d.setAttribute('role', 'img');
   d.setAttribute('aria-label', 'Assistant is writing');
   d.append(document.createElement('i'), document.createElement('i'), document.createElement('i'));
   return d;
@@ -574,7 +578,7 @@ els.scroller.addEventListener('scroll', () => {
 }, { passive: true });
 els.jump.addEventListener('click', () => {
   stick = true;
-  els.scroller.scrollTo({ top: els.scroller.scrollHeight, behavior: 'smooth' });
+  els.scroller.scrollTop = els.scroller.scrollHeight;
   els.jump.hidden = true;
   els.prompt.focus();
 });
