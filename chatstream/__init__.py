@@ -19,6 +19,7 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config as settings
+from . import logs
 from . import shutdown
 from .adapters.base import load_factory
 from .concurrency import get_driver
@@ -30,15 +31,6 @@ from .streams import StreamStore
 
 ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger("chatstream")
-
-
-def _configure_logging() -> None:
-    if not log.handlers and not logging.getLogger().handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        log.addHandler(handler)
-    if log.level == logging.NOTSET:
-        log.setLevel(logging.INFO)
 
 
 def _make_store(config: Mapping[str, Any]) -> StreamStore:
@@ -74,7 +66,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
 
-    _configure_logging()
+    logs.configure(app.config["LOG_FORMAT"])
     if app.config.get("SECRET_KEY_GENERATED"):
         log.warning(
             "SECRET_KEY is not set: generated one for this process; session cookies "
@@ -95,6 +87,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     log.info("chatstream ready: %s driver=%s", settings.summary(app.config), driver.name)
 
     register_error_handlers(app)
+    logs.init_request_ids(app)
     from .views import events
     from .views import ops
     from .views import pages

@@ -53,6 +53,7 @@ SETTINGS: dict[str, Setting] = {
     "OPENAI_MAX_RETRIES": Setting(2, int, 0, 10, "SDK retries on 429/5xx"),
     "LANGCHAIN_FACTORY": Setting(None, str, help="package.module:factory, factory(model)"),
     "LANGCHAIN_BLOCKING": Setting(True, bool, help="run LangChain models on native threads"),
+    "LOG_FORMAT": Setting("json", str, help="json | text"),
     "REDIS_URL": Setting(None, str, help="redis://... to share streams (else in-memory)"),
     "REDIS_BEAT_S": Setting(1.0, float, 0.05, 60, "owner heartbeat and presence refresh"),
     "REDIS_LIVENESS_S": Setting(5.0, float, 0.2, 600, "owner silent this long = dead"),
@@ -228,6 +229,8 @@ def validate(config: MutableMapping[str, Any]) -> None:
             f"CHATSTREAM_MODEL={config['MODEL']!r} is invalid: expected one of "
             f"CHATSTREAM_MODELS {config['MODELS']}"
         )
+    if config["LOG_FORMAT"] not in ("json", "text"):
+        raise _bad("LOG_FORMAT", config["LOG_FORMAT"], "json or text")
     if config["HEARTBEAT_S"] * 1000 < 50:
         raise _bad("HEARTBEAT_S", config["HEARTBEAT_S"], "at least 0.05")
     if not config.get("SECRET_KEY"):

@@ -12,17 +12,19 @@ lifecycle limits: the overall generation timeout and the attach and detach
 grace periods. (The store expires finished streams itself.)
 
 Config keys: ``MAX_STREAMS``, ``MAX_EVENTS``, ``GENERATION_TIMEOUT_S``,
-``ATTACH_GRACE_S``, ``DETACH_GRACE_S``, ``SWEEP_S``, ``MODELS``.
+``ATTACH_GRACE_S``, ``DETACH_GRACE_S``, ``SWEEP_S``, ``MODELS``, ``MAX_STREAMS_PER_CLIENT``.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import Any
 
+from . import metrics
 from . import sse
 from .adapters.base import AdapterFactory
 from .adapters.base import Finish
@@ -35,6 +37,7 @@ from .errors import GenerationInterrupted
 from .errors import GenerationTimeout
 from .errors import NotFound
 from .errors import Overloaded
+from .errors import TooManyRequests
 from .streams import Presence
 from .streams import StreamStore
 from .streams import StreamWriter
@@ -57,9 +60,12 @@ CANCEL_ERRORS: dict[str, ChatstreamError] = {
 
 
 class _Generation:
-    __slots__ = ("writer", "adapter", "request", "started", "stream_id")
+    __slots__ = ("writer", "adapter", "request", "started", "stream_id", "client")
 
-    def __init__(self, writer: StreamWriter, adapter: Any, request: GenerationRequest) -> None:
+    def __init__(
+        self, writer: StreamWriter, adapter: Any, request: GenerationRequest, client: str | None
+    ) -> None:
+        self.client = client
         self.writer = writer
         self.adapter = adapter
         self.request = request
@@ -95,6 +101,9 @@ class Runner:
         self.detach_grace_s: float = config["DETACH_GRACE_S"]
         self.sweep_s: float = config["SWEEP_S"]
         self.running: dict[str, _Generation] = {}
+        #: Running generations per client key (``MAX_STREAMS_PER_CLIENT``; 0: no cap).
+        self.per_client: Counter[str] = Counter()
+        self.max_per_client: int = config.get("MAX_STREAMS_PER_CLIENT", 0)
         self._janitor_alive = False
         self.accepting = True
 
@@ -105,12 +114,15 @@ class Runner:
         messages: Sequence[Message],
         model: str | None = None,
         options: Mapping[str, Any] | None = None,
+        client: str | None = None,
     ) -> str:
         """Check the request, create its stream and start generating.
 
+        :param client: who asks (the client address), for the per-client cap.
         :returns: the new stream id.
         :raises BadRequest: unknown model or bad options.
         :raises Overloaded: this worker runs ``MAX_STREAMS`` generations already.
+        :raises TooManyRequests: ``client`` runs ``MAX_STREAMS_PER_CLIENT`` already.
         """
         model = model or self.default_model
         if model not in self.models:
@@ -123,11 +135,20 @@ class Runner:
             raise Overloaded("The server is shutting down; try again.", retry_after=1)
         if len(self.running) >= self.max_streams:
             raise Overloaded("Too many answers are being generated; try again shortly.")
+        if client is not None and 0 < self.max_per_client <= self.per_client[client]:
+            raise TooManyRequests(
+                f"You already have {self.max_per_client} answers being generated; "
+                "wait for one to finish or cancel one.",
+                code="too_many_streams",
+            )
         request = GenerationRequest(messages=list(messages), model=model, options=checked)
         writer = self.store.create()
-        generation = _Generation(writer, self.factory(), request)
+        generation = _Generation(writer, self.factory(), request, client)
         writer.on_cancel(lambda _reason: generation.adapter.close())
         self.running[writer.stream_id] = generation
+        metrics.stream_started()
+        if client is not None:
+            self.per_client[client] += 1
         self.driver.spawn(self._run, generation)
         if not self._janitor_alive:
             self._janitor_alive = True
@@ -147,6 +168,7 @@ class Runner:
     def _run(self, generation: _Generation) -> None:
         writer, adapter = generation.writer, generation.adapter
         seq = 0
+        first_token_at: float | None = None
         limit = self.max_events - 1  # room for the terminal event
         finish = Finish("stop")
         failure: BaseException | None = None
@@ -161,6 +183,8 @@ class Runner:
                     finish = Finish("length")
                     break
                 seq += 1
+                if seq == 1:
+                    first_token_at = time.monotonic()
                 writer.append([sse.encode_json({"token": item}, event="newToken", id=seq)])
                 if seq % YIELD_EVERY == 0:
                     self.driver.sleep(0)
@@ -174,7 +198,28 @@ class Runner:
             except Exception:  # closing must not hide the real outcome
                 log.exception("adapter close failed")
             self.running.pop(generation.stream_id, None)
-        writer.append([self._terminal(writer.cancel_reason, finish, failure, seq + 1)], final=True)
+            self._release(generation.client)
+        frame, reason, error_code = self._terminal(writer.cancel_reason, finish, failure, seq + 1)
+        writer.append([frame], final=True)
+        ended = time.monotonic()
+        metrics.stream_finished(
+            reason,
+            tokens=seq,
+            ttft_s=None if first_token_at is None else first_token_at - generation.started,
+            duration_s=ended - generation.started,
+            error_code=error_code,
+        )
+        log.info(
+            "stream ended",
+            extra={"stream_id": generation.stream_id[:8], "reason": error_code or reason,
+                   "tokens": seq, "duration_ms": round((ended - generation.started) * 1000)},
+        )
+
+    def _release(self, client: str | None) -> None:
+        if client is not None:
+            self.per_client[client] -= 1
+            if self.per_client[client] <= 0:
+                del self.per_client[client]
 
     @staticmethod
     def _terminal(
@@ -182,11 +227,13 @@ class Runner:
         finish: Finish,
         failure: BaseException | None,
         event_id: int,
-    ) -> bytes:
+    ) -> tuple[bytes, str, str | None]:
+        """The terminal frame, the outcome (stop|length|cancelled|error), the error code."""
         if cancel_reason is not None:
             error = CANCEL_ERRORS.get(cancel_reason)
             if error is None:
-                return sse.encode_json({"finish_reason": "cancelled"}, event="end", id=event_id)
+                frame = sse.encode_json({"finish_reason": "cancelled"}, event="end", id=event_id)
+                return frame, "cancelled", None
             failure = error
         if failure is not None:
             if not isinstance(failure, ChatstreamError):
@@ -194,11 +241,12 @@ class Runner:
                 failure = ChatstreamError(
                     "The model failed to answer.", code="generation_failed"
                 )
-            return sse.encode_json(failure.to_dict(), event="error", id=event_id)
+            frame = sse.encode_json(failure.to_dict(), event="error", id=event_id)
+            return frame, "error", failure.code
         payload: dict[str, Any] = {"finish_reason": finish.reason}
         if finish.usage:
             payload["usage"] = dict(finish.usage)
-        return sse.encode_json(payload, event="end", id=event_id)
+        return sse.encode_json(payload, event="end", id=event_id), finish.reason, None
 
     # -- lifecycle ----------------------------------------------------------
 

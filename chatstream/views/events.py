@@ -19,6 +19,7 @@ from flask import current_app
 from flask import request
 from flask import session
 
+from .. import metrics
 from .. import shutdown
 from .. import sse
 from ..errors import BadRequest
@@ -55,6 +56,7 @@ def _events(
     except NotFound:
         return
     ext.readers += 1
+    metrics.READERS_ACTIVE.inc()
     try:
         yield sse.retry_line(retry_ms)
         while True:
@@ -71,6 +73,7 @@ def _events(
                 return
     finally:
         ext.readers -= 1
+        metrics.READERS_ACTIVE.dec()
         reader.close()
 
 

@@ -1,4 +1,4 @@
-"""Operations endpoints: liveness and readiness."""
+"""Operations endpoints: liveness, readiness and Prometheus metrics."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from flask import Response
 from flask import jsonify
 from flask import request
 
+from .. import metrics
 from ..errors import error_response
 from ..extension import state
 
@@ -34,3 +35,10 @@ def readyz() -> Response:
     if not state().store.ping():
         return error_response(503, "store_unavailable", "The stream store is unreachable.")
     return jsonify(status="ready")
+
+
+@bp.get("/metrics")
+def prometheus_metrics() -> Response:
+    """Prometheus exposition (aggregated over gunicorn workers)."""
+    body, content_type = metrics.render()
+    return Response(body, content_type=content_type)
