@@ -169,3 +169,22 @@ def test_gunicorn_reached_directly_trusts_whatever_it_is_told(upstream, client):
     forged = {"X-Forwarded-For": "203.0.113.9"}
     seen = client.get(upstream.url + "/healthz?verbose=1", headers=forged).json()
     assert seen["client"] == "203.0.113.9"
+
+
+def test_a_browser_post_through_nginx_is_same_origin(proxy, client):
+    # The app compares Origin with the scheme, host and port the request
+    # reached: nginx must pass the Host as the browser sent it, port included.
+    body = {"prompt": "x", "options": {"tokens": 3}}
+    ours = client.post(
+        proxy.url + "/api/streaming", json=body, headers={"Origin": proxy.url}
+    )
+    assert ours.status_code == 202, ours.text
+    assert (
+        text_of(read_events(client, proxy.url + ours.json()["stream_url"])) == "0 1 2 "
+    )
+    theirs = client.post(
+        proxy.url + "/api/streaming",
+        json=body,
+        headers={"Origin": "http://evil.example"},
+    )
+    assert theirs.status_code == 403
