@@ -59,6 +59,11 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
         help="small N, one run: a ~1-2 minute smoke check",
     )
     p.add_argument(
+        "--profile",
+        action="store_true",
+        help="record py-spy flame graphs of Python servers (needs py-spy; skews CPU)",
+    )
+    p.add_argument(
         "--out", type=Path, default=ROOT / "bench" / "results", help="results folder"
     )
     return p.parse_args(argv)
@@ -95,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             for name in names:
                 t0 = time.monotonic()
-                fig = measure(TARGETS[name], sc, logdir / f"run{run}")
+                fig = measure(TARGETS[name], sc, logdir / f"run{run}", args.profile)
                 results.setdefault(sc.name, {}).setdefault(name, []).append(fig)
                 status = (
                     fig.get("error", "").splitlines()[0] if "error" in fig else "ok"

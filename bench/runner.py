@@ -64,8 +64,26 @@ def _why(msg: dict[str, Any], server: Server) -> str:
     return f"{msg.get('error', msg)} | server log: {last[0][:160]}"
 
 
-def measure(target: Target, sc: Scenario, logdir: Path) -> dict[str, Any]:
-    """Run ``sc`` on ``target`` once; returns its figures (or ``{"error": ...}``)."""
+def profiler(out: Path) -> list[str]:
+    """Command prefix that records a py-spy flame graph of a Python server tree.
+
+    The profiler samples on the server's core, so CPU figures of a profiled run
+    are inflated: use ``--profile`` to find hot spots, not to compare.
+    """
+    return [
+        "py-spy", "record", "--subprocesses", "--nonblocking", "--rate", "250",
+        "--format", "flamegraph", "--output", str(out), "--",
+    ]  # fmt: skip
+
+
+def measure(
+    target: Target, sc: Scenario, logdir: Path, profile: bool = False
+) -> dict[str, Any]:
+    """Run ``sc`` on ``target`` once; returns its figures (or ``{"error": ...}``).
+
+    :param profile: record a py-spy flame graph (``<scenario>-<target>.svg``
+        beside the logs) when the target is a Python server.
+    """
     logdir.mkdir(parents=True, exist_ok=True)
     stem = f"{sc.name}-{target.name}"
     redis: Server | None = None
@@ -83,9 +101,10 @@ def measure(target: Target, sc: Scenario, logdir: Path) -> dict[str, Any]:
             )
             env["CHATSTREAM_REDIS_URL"] = f"redis://127.0.0.1:{rport}/0"
         port = free_port()
-        server = Server(
-            target.command(port), target.server_cpus, env, logdir / f"{stem}.log", ROOT
-        )
+        argv = target.command(port)
+        if profile and target.python:
+            argv = profiler(logdir / f"{stem}.svg") + argv
+        server = Server(argv, target.server_cpus, env, logdir / f"{stem}.log", ROOT)
         server.wait_port(port)
         cfg = {
             "port": port, "mode": target.mode, "kind": sc.kind, "chats": sc.chats,

@@ -64,6 +64,11 @@ class Target:
     server_cpus: str = SERVER_CPUS
     loadgen_cpus: str = LOADGEN_CPUS
 
+    @property
+    def python(self) -> bool:
+        """Whether the server is a Python process (so py-spy can profile it)."""
+        return not self.argv[0].endswith("node")
+
     def command(self, port: int) -> list[str]:
         """The command line for ``port``, without pinning."""
         return [a.replace("{port}", str(port)) for a in self.argv]
