@@ -2,7 +2,8 @@
 import { ConversationStore } from './store.js';
 import { startAnswer } from './stream.js';
 import { FrameRenderer } from './markdown.js';
-import { announce, autosize, copyText, flashButton, icon } from './ui.js';
+import { announce, autosize, copyText, flashButton } from './ui.js';
+import { conversationItem, editForm, formatStats, lastIndex, messageEl, statusNote } from './messages.js';
 
 const $ = (id) => document.getElementById(id);
 const els = {
@@ -45,27 +46,7 @@ function setModel(model) {
 function renderSidebar() {
   const convs = store.list();
   const activeId = store.state.activeId;
-  els.convList.replaceChildren(...convs.map((c) => {
-    const li = document.createElement('li');
-    li.className = 'conv';
-    li.dataset.id = c.id;
-    const open = document.createElement('button');
-    open.type = 'button';
-    open.className = 'conv-open';
-    open.dataset.action = 'open';
-    open.textContent = c.title;
-    open.title = c.title;
-    if (c.id === activeId) open.setAttribute('aria-current', 'page');
-    if (live.has(c.id)) li.classList.add('is-live');
-    const del = document.createElement('button');
-    del.type = 'button';
-    del.className = 'icon-btn conv-delete';
-    del.dataset.action = 'delete';
-    del.setAttribute('aria-label', `Delete conversation: ${c.title}`);
-    del.append(icon('trash'));
-    li.append(open, del);
-    return li;
-  }));
+  els.convList.replaceChildren(...convs.map((c) => conversationItem(c, c.id === activeId, live.has(c.id))));
   els.convEmpty.hidden = convs.length > 0;
 }
 
@@ -80,116 +61,13 @@ const isDrawer = () => window.matchMedia('(max-width: 820px)').matches;
 
 // ---------------------------------------------------------------- messages
 
-function button(label, action, iconName, extraClass = '') {
-  const b = document.createElement('button');
-  b.type = 'button';
-  b.className = `act ${extraClass}`.trim();
-  b.dataset.action = action;
-  if (iconName) b.append(icon(iconName));
-  const span = document.createElement('span');
-  span.textContent = label;
-  b.append(span);
-  return b;
-}
-
-function statusNote(msg) {
-  const note = document.createElement('div');
-  note.className = 'msg-note';
-  if (msg.status === 'stopped') note.textContent = 'Stopped';
-  else if (msg.status === 'length') note.textContent = 'Cut off: the answer reached its length limit';
-  else if (msg.status === 'interrupted') note.textContent = 'Interrupted: this answer could not be resumed';
-  else if (msg.status === 'error') {
-    note.classList.add('is-error');
-    note.setAttribute('role', 'alert');
-    const text = document.createElement('span');
-    text.textContent = (msg.error && msg.error.message) || 'Something went wrong.';
-    note.append(icon('alert'), text, button('Retry', 'retry', 'retry', 'act-retry'));
-  } else if (msg.reconnecting) {
-    note.classList.add('is-reconnecting');
-    note.append(document.createElement('span'));
-    note.lastChild.className = 'spinner';
-    note.append(document.createTextNode('Reconnecting…'));
-  } else return null;
-  note.dataset.kind = msg.reconnecting ? 'reconnecting' : msg.status;
-  return note;
-}
-
-function lastIndex(conv, role) {
-  for (let i = conv.messages.length - 1; i >= 0; i -= 1) if (conv.messages[i].role === role) return i;
-  return -1;
-}
-
-function messageEl(conv, msg, i) {
-  const li = document.createElement('li');
-  li.className = `msg msg-${msg.role}`;
-  li.dataset.index = String(i);
-  const streaming = msg.status === 'streaming';
-  const isLastUser = i === lastIndex(conv, 'user');
-  if (msg.role === 'user') {
-    const label = document.createElement('h3');
-    label.className = 'visually-hidden';
-    label.textContent = 'You';
-    const bubble = document.createElement('div');
-    bubble.className = 'bubble';
-    bubble.textContent = msg.content; // user text is always text, never markup
-    li.append(label, bubble);
-    if (isLastUser && !live.has(conv.id)) {
-      const actions = document.createElement('div');
-      actions.className = 'msg-actions';
-      actions.append(button('Edit', 'edit', 'edit'));
-      li.append(actions);
-    }
-    return li;
-  }
-  li.dataset.status = msg.status || 'done';
-  const avatar = document.createElement('div');
-  avatar.className = 'avatar';
-  avatar.setAttribute('aria-hidden', 'true');
-  const body = document.createElement('div');
-  body.className = 'msg-body';
-  const label = document.createElement('h3');
-  label.className = 'visually-hidden';
-  label.textContent = 'Assistant';
-  const md = document.createElement('div');
-  md.className = 'md';
-  body.append(label, md);
-  if (streaming) li.setAttribute('aria-busy', 'true');
-  if (!msg.content && streaming) md.append(typingDots());
-  const note = statusNote(msg);
-  if (note) body.append(note);
-  if (!streaming && (msg.content || msg.status === 'error')) {
-    const actions = document.createElement('div');
-    actions.className = 'msg-actions';
-    if (msg.content) actions.append(button('Copy', 'copy', 'copy'));
-    if (i === conv.messages.length - 1 && msg.status !== 'error') actions.append(button('Regenerate', 'regenerate', 'retry'));
-    if (msg.stats && msg.stats.ttftMs != null) {
-      const s = document.createElement('span');
-      s.className = 'msg-meta';
-      s.textContent = formatStats(msg.stats);
-      actions.append(s);
-    }
-    body.append(actions);
-  }
-  li.append(avatar, body);
-  return li;
-}
-
-function typingDots() {
-  const d = document.createElement('span');
-  d.className = 'typing';
-  d.setAttribute('role', 'img');
-  d.setAttribute('aria-label', 'Assistant is writing');
-  d.append(document.createElement('i'), document.createElement('i'), document.createElement('i'));
-  return d;
-}
-
 function renderConversation() {
   const conv = store.active();
   const msgs = conv ? conv.messages : [];
   els.empty.hidden = msgs.length > 0;
   els.title.textContent = conv ? conv.title : 'New chat';
   document.title = conv && conv.messages.length ? `${conv.title} · chatstream` : 'chatstream';
-  const items = msgs.map((m, i) => messageEl(conv, m, i));
+  const items = msgs.map((m, i) => messageEl(conv, m, i, live.has(conv.id)));
   els.messages.replaceChildren(...items);
   // Point a live stream of this conversation at its fresh element.
   const st = conv && live.get(conv.id);
@@ -220,13 +98,13 @@ function rerenderMessage(conv, index) {
   if (store.state.activeId !== conv.id) return;
   const old = els.messages.querySelector(`li[data-index="${index}"]`);
   if (!old) return renderConversation();
-  const li = messageEl(conv, conv.messages[index], index);
+  const li = messageEl(conv, conv.messages[index], index, live.has(conv.id));
   old.replaceWith(li);
   if (li.classList.contains('msg-assistant')) flushStatic(li, conv.messages[index]);
   // The previous user message gains or loses its Edit button with streaming state.
   const u = lastIndex(conv, 'user');
   const uOld = els.messages.querySelector(`li[data-index="${u}"]`);
-  if (u >= 0 && uOld) uOld.replaceWith(messageEl(conv, conv.messages[u], u));
+  if (u >= 0 && uOld) uOld.replaceWith(messageEl(conv, conv.messages[u], u, live.has(conv.id)));
   afterRender();
 }
 
@@ -256,13 +134,6 @@ function updateComposer() {
   els.stop.hidden = !busy;
   els.send.disabled = !els.prompt.value.trim();
   els.form.classList.toggle('is-busy', busy);
-}
-
-function formatStats(s) {
-  const parts = [];
-  if (s.ttftMs != null) parts.push(`first token ${Math.round(s.ttftMs)} ms`);
-  if (s.tps != null) parts.push(`${s.tps.toFixed(1)} tok/s`);
-  return parts.join(' · ');
 }
 
 function updateStats() {
@@ -434,22 +305,7 @@ function startEdit(conv, index) {
   const li = els.messages.querySelector(`li[data-index="${index}"]`);
   if (!li || live.has(conv.id)) return;
   const msg = conv.messages[index];
-  const form = document.createElement('form');
-  form.className = 'edit-form';
-  const label = document.createElement('label');
-  label.className = 'visually-hidden';
-  label.textContent = 'Edit message';
-  const ta = document.createElement('textarea');
-  ta.value = msg.content;
-  ta.rows = 1;
-  label.htmlFor = ta.id = 'edit-box';
-  const row = document.createElement('div');
-  row.className = 'edit-actions';
-  const cancel = button('Cancel', 'cancel-edit');
-  const save = button('Send', 'save-edit', null, 'act-primary');
-  save.type = 'submit';
-  row.append(cancel, save);
-  form.append(label, ta, row);
+  const { form, ta, cancel, save } = editForm(msg.content);
   li.replaceChildren(form);
   li.classList.add('is-editing');
   autosize(ta);
