@@ -208,6 +208,23 @@ class _GreenletChannel(Generic[T]):
             pass
 
 
+def _destroying_hub(fn: Callable[..., object], *args: object) -> None:
+    """Run ``fn`` on a native thread, then free the hub it may have made.
+
+    A native thread that touches gevent's API (a patched socket, DNS lookup,
+    sleep) gets a hub of its own, with a loop and a resolver thread pool;
+    gevent asks for ``destroy()`` before the thread goes (``Hub.destroy``).
+    """
+    try:
+        fn(*args)
+    finally:
+        from gevent._hub_local import get_hub_if_exists
+
+        hub = get_hub_if_exists()
+        if hub is not None:
+            hub.destroy(destroy_loop=True)
+
+
 class Driver:
     """Concurrency primitives for one process, fixed at start-up.
 
@@ -240,7 +257,15 @@ class Driver:
 
     def spawn_native(self, fn: Callable[..., object], *args: object) -> object:
         """Run a *blocking* ``fn`` on a real OS thread, never on the hub."""
-        thread = _native("Thread")(target=fn, args=args, daemon=True)
+        if gevent_active():
+            # Even the unpatched ``threading.Thread`` starts through
+            # ``threading._start_new_thread``, which gevent patched to spawn a
+            # greenlet: go to ``_thread`` as it was before patching.
+            from gevent import monkey
+
+            start = monkey.get_original("_thread", "start_new_thread")
+            return start(_destroying_hub, (fn, *args))
+        thread = threading.Thread(target=fn, args=args, daemon=True)
         thread.start()
         return thread
 

@@ -52,7 +52,7 @@ SETTINGS: dict[str, Setting] = {
     "OPENAI_TIMEOUT_S": Setting(60.0, float, 0.1, 3600, "upstream read timeout"),
     "OPENAI_MAX_RETRIES": Setting(2, int, 0, 10, "SDK retries on 429/5xx"),
     "LANGCHAIN_FACTORY": Setting(None, str, help="package.module:factory, factory(model)"),
-    "LANGCHAIN_BLOCKING": Setting(True, bool, help="run LangChain models on native threads"),
+    "LANGCHAIN_BLOCKING": Setting(False, bool, help="run LangChain models on native threads"),
     "LOG_FORMAT": Setting("json", str, help="json | text"),
     "REDIS_URL": Setting(None, str, help="redis://... to share streams (else in-memory)"),
     "REDIS_BEAT_S": Setting(1.0, float, 0.05, 60, "owner heartbeat and presence refresh"),

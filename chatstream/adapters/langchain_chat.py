@@ -1,0 +1,333 @@
+"""LangChain chat models and runnables, streamed through the callback bridge.
+
+The seed streamed with LangChain's ``handleLLMNewToken`` callback; this is the
+same in Python. Each generation runs ``runnable.stream(messages, config=
+{"callbacks": [handler]})`` as the producer of a
+:class:`~chatstream.adapters.bridge.CallbackBridge`, and the handler's
+``on_llm_new_token`` hands every token to the bridge as LangChain makes it.
+
+Which runnable: ``LANGCHAIN_FACTORY=package.module:factory`` names a callable
+``factory(model)`` that returns a chat model, or any runnable taking the list
+of messages (``SystemMessage``/``HumanMessage``/``AIMessage``); it is called
+once per configured model at start-up. Without it, ``ChatOpenAI`` is built from
+the openai adapter's settings.
+
+Deliberately odd:
+
+* ``.stream()``, not ``.invoke()``: a chat model only streams under
+  ``invoke`` when built with ``streaming=True``, while ``stream`` (and the
+  ``transform`` of every LCEL step) always calls the model's ``_stream``, so
+  ``on_llm_new_token`` fires per token whatever the model's flags. What the
+  runnable yields is ignored: readers get exactly the model's tokens.
+* Cancellation raises :class:`_StopRun`, a ``BaseException``, from
+  ``on_llm_new_token``. An ``Exception`` would be logged as a callback error
+  by LangChain, retried by ``with_retry`` and answered by ``with_fallbacks``;
+  a ``BaseException`` passes through all of them (as ``KeyboardInterrupt``
+  would), so the run really stops. A model blocked waiting for its next token
+  stops when that token arrives (readers already got ``end: cancelled``).
+* ``on_llm_end`` and ``on_llm_error`` only record: a chain may call several
+  models, or fall back to a second one after an error, so the stream ends when
+  the whole run returns (``end`` with the last finish reason and the summed
+  usage) or raises (an ``error`` event; ``openai`` SDK errors from
+  ``ChatOpenAI`` become the same upstream errors as in the openai adapter).
+* ``LANGCHAIN_BLOCKING`` picks where the run goes. ``false`` (the default):
+  a greenlet, right for models that talk HTTP (``ChatOpenAI`` and most
+  others), whose sockets gevent has patched to cooperate. ``true``: a native
+  thread, for models that block where gevent cannot see (local inference, C
+  extensions), so they never stall the hub. A native thread must not reuse a
+  pooled socket opened by another thread (under gevent a socket belongs to
+  its thread's hub), so the default ``ChatOpenAI`` then gets a connection pool
+  per generation; a chain of your own that talks HTTP should stay cooperative.
+
+LangChain is imported only when this adapter is built, so the base install
+stays free of it (``pip install chatstream[langchain]``).
+
+Config keys: ``LANGCHAIN_FACTORY``, ``LANGCHAIN_BLOCKING``, ``MODELS``; for the
+default ``ChatOpenAI``: ``OPENAI_API_KEY``, ``OPENAI_BASE_URL``,
+``OPENAI_TIMEOUT_S``, ``OPENAI_MAX_RETRIES``.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from collections.abc import Callable
+from collections.abc import Iterator
+from collections.abc import Mapping
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from contextlib import closing
+from contextlib import contextmanager
+from contextlib import nullcontext
+from typing import Any
+
+import openai
+
+from ..concurrency import gevent_active
+from ..errors import Cancelled
+from ..errors import ConfigError
+from .base import FinishReason
+from .base import GenerationRequest
+from .base import Message
+from .base import reject_options
+from .bridge import CallbackBridge
+from .bridge import Callbacks
+from .openai_chat import _is_transport_error
+from .openai_chat import translate
+
+INSTALL_HINT = "pip install 'chatstream[langchain]'"
+
+# Finish reasons as providers spell them (OpenAI, Anthropic, Gemini).
+_FINISH: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "max_tokens": "length",
+    "MAX_TOKENS": "length",
+}
+
+
+class _StopRun(BaseException):
+    """Raised inside LangChain to stop a cancelled run (see the module docstring)."""
+
+
+def _require(module: str, what: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ConfigError(
+            f"CHATSTREAM_ADAPTER=langchain needs {what}: {INSTALL_HINT} ({exc})"
+        ) from exc
+
+
+def to_langchain(messages: Sequence[Message]) -> list[Any]:
+    """Convert chatstream messages to LangChain message objects."""
+    lc = _require("langchain_core.messages", "langchain-core")
+    kinds = {
+        "system": lc.SystemMessage,
+        "user": lc.HumanMessage,
+        "assistant": lc.AIMessage,
+    }
+    return [kinds[m["role"]](content=m["content"]) for m in messages]
+
+
+def _usage(generation: Any, llm_output: Mapping[str, Any]) -> dict[str, int] | None:
+    """Token usage in OpenAI's names, from ``usage_metadata`` or ``llm_output``."""
+    meta = getattr(getattr(generation, "message", None), "usage_metadata", None)
+    if meta:
+        return {
+            "prompt_tokens": int(meta.get("input_tokens", 0)),
+            "completion_tokens": int(meta.get("output_tokens", 0)),
+            "total_tokens": int(meta.get("total_tokens", 0)),
+        }
+    usage = llm_output.get("token_usage") or llm_output.get("usage")
+    if isinstance(usage, Mapping) and "completion_tokens" in usage:
+        return {
+            k: int(usage.get(k) or 0)
+            for k in ("prompt_tokens", "completion_tokens", "total_tokens")
+        }
+    return None
+
+
+@functools.cache
+def _handler_class() -> type[Any]:
+    """The callback handler type, defined once LangChain is importable."""
+    base = _require("langchain_core.callbacks", "langchain-core").BaseCallbackHandler
+
+    class TokenHandler(base):  # type: ignore[misc, valid-type]
+        """Feeds LangChain's tokens to the bridge; records finish reason and usage."""
+
+        # Let our exceptions propagate instead of being logged and swallowed.
+        raise_error = True
+
+        def __init__(self, callbacks: Callbacks) -> None:
+            super().__init__()
+            self.callbacks = callbacks
+            self.tokens = 0
+            self.reason: FinishReason = "stop"
+            self.usage: dict[str, int] | None = None
+            self._streamed: set[Any] = set()  # ids of model runs that sent tokens
+
+        def _send(self, text: str) -> None:
+            try:
+                self.callbacks.on_token(text)
+            except Cancelled:
+                raise _StopRun from None
+            if text:
+                self.tokens += 1
+
+        def on_llm_new_token(
+            self, token: Any, *, chunk: Any = None, run_id: Any = None, **kwargs: Any
+        ) -> None:
+            self._streamed.add(run_id)
+            # Content may be a list of blocks (Anthropic, output_version="v1").
+            self._send(token if isinstance(token, str) else getattr(chunk, "text", ""))
+
+        def on_llm_end(
+            self, response: Any, *, run_id: Any = None, **kwargs: Any
+        ) -> None:
+            llm_output = response.llm_output or {}
+            generations = [g for gens in response.generations for g in gens]
+            if run_id not in self._streamed:
+                # A model without ``_stream`` answers in one piece: one token.
+                for generation in generations:
+                    self._send(generation.text)
+            for generation in generations:
+                info = generation.generation_info or {}
+                meta = getattr(
+                    getattr(generation, "message", None), "response_metadata", {}
+                )
+                reason = info.get("finish_reason") or (meta or {}).get("finish_reason")
+                if reason:
+                    self.reason = _FINISH.get(str(reason), "stop")
+                usage = _usage(generation, llm_output)
+                if usage:
+                    self.usage = (
+                        usage
+                        if self.usage is None
+                        else {k: self.usage[k] + usage[k] for k in usage}
+                    )
+
+        def on_llm_error(self, error: BaseException, **kwargs: Any) -> None:
+            # The run raises the error itself unless the chain handles it.
+            pass
+
+    return TokenHandler
+
+
+class LangChainFactory:
+    """One runnable per model, shared by that model's generations.
+
+    :param runnables: model name -> chat model or runnable.
+    :param blocking: run each generation on a native thread.
+    :param per_generation: if given, ``per_generation(model)`` is a context
+        manager giving a runnable for one generation only (made and closed on
+        the producer's own thread), used instead of ``runnables``.
+    """
+
+    name = "langchain"
+
+    def __init__(
+        self,
+        runnables: Mapping[str, Any],
+        *,
+        blocking: bool = False,
+        per_generation: Callable[[str], AbstractContextManager[Any]] | None = None,
+    ) -> None:
+        self.runnables = dict(runnables)
+        self.blocking = blocking
+        self.per_generation = per_generation
+
+    def __call__(self) -> CallbackBridge:
+        return CallbackBridge(self.produce, blocking=self.blocking)
+
+    check_options = staticmethod(reject_options)
+
+    def _runnable(self, model: str) -> AbstractContextManager[Any]:
+        if self.per_generation is not None:
+            return self.per_generation(model)
+        return nullcontext(self.runnables[model])
+
+    def produce(self, request: GenerationRequest, callbacks: Callbacks) -> None:
+        """Run the model for ``request``; the bridge's producer.
+
+        :raises UpstreamError: ``ChatOpenAI`` failed (an ``openai`` SDK error).
+        """
+        handler = _handler_class()(callbacks)
+        run_config = {
+            "callbacks": [handler],
+            "run_name": "chatstream",
+            "metadata": {"chatstream_model": request.model},
+        }
+        messages = to_langchain(request.messages)
+        try:
+            with (
+                self._runnable(request.model) as runnable,
+                closing(runnable.stream(messages, config=run_config)) as run,
+            ):
+                for _ in run:
+                    if callbacks.cancelled:  # a runnable that streams without a model
+                        return
+        except _StopRun:
+            return
+        except Exception as exc:
+            if isinstance(exc, openai.APIError) or _is_transport_error(exc):
+                raise translate(exc, streaming=handler.tokens > 0) from exc
+            raise
+        callbacks.on_end(handler.reason, handler.usage)
+
+
+class ChatOpenAIModels:
+    """The default runnables: ``ChatOpenAI`` from the openai adapter's settings."""
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        self._chat_model = _require("langchain_openai", "langchain-openai").ChatOpenAI
+        self._config = config
+
+    def __call__(self, model: str, http_client: Any = None) -> Any:
+        return self._chat_model(
+            model=model,
+            streaming=True,
+            stream_usage=True,
+            api_key=self._config.get("OPENAI_API_KEY") or "unset",
+            base_url=self._config.get("OPENAI_BASE_URL") or None,
+            timeout=self._config["OPENAI_TIMEOUT_S"],
+            max_retries=self._config["OPENAI_MAX_RETRIES"],
+            http_client=http_client,
+        )
+
+    @contextmanager
+    def own_pool(self, model: str) -> Iterator[Any]:
+        """A ``ChatOpenAI`` with a connection pool of its own, for one generation.
+
+        Under gevent a socket belongs to the hub of the thread that opened it;
+        reused from another native thread it fails ("cannot switch to a
+        different thread"), so native producer threads share no pool.
+        """
+        http_client = openai.DefaultHttpxClient()
+        try:
+            yield self(model, http_client)
+        finally:
+            http_client.close()
+
+
+def _user_factory(spec: str) -> Callable[[str], Any]:
+    module_name, _, attr = spec.partition(":")
+    try:
+        make = getattr(importlib.import_module(module_name), attr) if attr else None
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(
+            f"CHATSTREAM_LANGCHAIN_FACTORY={spec!r}: cannot import: {exc}"
+        ) from exc
+    if not callable(make):
+        raise ConfigError(
+            f"CHATSTREAM_LANGCHAIN_FACTORY={spec!r} is invalid: expected "
+            "'package.module:factory' naming a callable"
+        )
+    return make  # type: ignore[no-any-return]
+
+
+def factory(config: Mapping[str, Any]) -> LangChainFactory:
+    """Build the LangChain adapter factory from config.
+
+    :raises ConfigError: LangChain is not installed, the factory cannot be
+        imported, or it returns something that cannot ``stream``.
+    """
+    _handler_class()  # fail at start-up, with the install hint, if LangChain is missing
+    spec = config.get("LANGCHAIN_FACTORY")
+    blocking = bool(config.get("LANGCHAIN_BLOCKING"))
+    per_generation = None
+    if spec:
+        make = _user_factory(spec)
+    else:
+        make = chat_openai = ChatOpenAIModels(config)
+        if blocking and gevent_active():
+            per_generation = chat_openai.own_pool
+    models = config.get("MODELS") or [config["MODEL"]]
+    runnables = {model: make(model) for model in models}
+    for model, runnable in runnables.items():
+        if not callable(getattr(runnable, "stream", None)):
+            raise ConfigError(
+                f"CHATSTREAM_LANGCHAIN_FACTORY={spec!r} is invalid: for {model!r} "
+                f"it returned {type(runnable).__name__}, not a LangChain runnable"
+            )
+    return LangChainFactory(runnables, blocking=blocking, per_generation=per_generation)
