@@ -135,6 +135,7 @@ class RedisStreamStore:
         running_ttl_s: float,
         beat_s: float = 1.0,
         liveness_s: float = 5.0,
+        max_events: int = 20_000,
     ) -> None:
         self.client = client
         self.blocking = blocking
@@ -143,6 +144,7 @@ class RedisStreamStore:
         self.running_ttl_s = int(max(1, running_ttl_s))
         self.beat_s = beat_s
         self.liveness_s = liveness_s
+        self.max_events = max_events
         self.instance = secrets.token_hex(8)
         self.control = scripts.control_key(self.instance)
         self._append = client.register_script(scripts.APPEND)
@@ -175,6 +177,7 @@ class RedisStreamStore:
             running_ttl_s=config["GENERATION_TIMEOUT_S"] + config["STREAM_TTL_S"],
             beat_s=config.get("REDIS_BEAT_S", 1.0),
             liveness_s=config.get("REDIS_LIVENESS_S", 5.0),
+            max_events=config["MAX_EVENTS"],
         )
 
     # -- background tasks -----------------------------------------------------
@@ -296,7 +299,16 @@ class RedisStreamStore:
     # -- reading ------------------------------------------------------------
 
     def status(self, stream_id: str) -> tuple[int, bool]:
-        """``(last event id, finished)``. :raises NotFound: unknown or expired."""
+        """``(highest id a reader may hold, finished)``.
+
+        The owner serves its own readers before its batch reaches Redis, so
+        while a stream runs elsewhere a reader may legitimately hold an id
+        Redis has not seen yet: any id up to ``max_events`` is then accepted
+        (the reader simply waits for what follows it). Once finished, Redis
+        has every event and the bound is exact.
+
+        :raises NotFound: unknown or expired.
+        """
         local = self._local.get(stream_id)
         if local is not None:
             return len(local.frames), local.finished
@@ -307,7 +319,9 @@ class RedisStreamStore:
         state, last = self.client.hmget(meta, ["state", "last"])
         if state is None:
             raise NotFound("No such stream (unknown id, or it expired).")
-        return int(last or 0), state == b"finished"
+        if state == b"finished":
+            return int(last or 0), True
+        return self.max_events, False
 
     def open_reader(self, stream_id: str) -> _Reader:
         self._start()

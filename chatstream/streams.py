@@ -254,7 +254,10 @@ class MemoryStreamStore:
         return _MemoryWriter(stream)
 
     def status(self, stream_id: str) -> tuple[int, bool]:
-        """``(last event id, finished)``; :raises NotFound: unknown or expired."""
+        """``(highest id a reader may hold, finished)``: here, the last event id.
+
+        :raises NotFound: unknown or expired.
+        """
         stream = self._get(stream_id)
         return len(stream.frames), stream.finished
 
