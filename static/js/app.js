@@ -153,7 +153,8 @@ function updateStats() {
 
 function history(conv) {
   return conv.messages
-    .filter((m) => (m.role === 'user' || m.role === 'assistant') && m.content && m.status !== 'streaming')
+    // Failed or unfinished answers are not sent back to the model.
+    .filter((m) => (m.role === 'user' || m.role === 'assistant') && m.content && m.status !== 'streaming' && m.status !== 'error')
     .map(({ role, content }) => ({ role, content }));
 }
 

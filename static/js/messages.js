@@ -81,7 +81,7 @@ export function messageEl(conv, msg, i, busy) {
   if (!msg.content && streaming) md.append(typingDots());
   const note = statusNote(msg);
   if (note) body.append(note);
-  if (!streaming && (msg.content || msg.status === 'error')) {
+  if (!streaming) {
     const actions = document.createElement('div');
     actions.className = 'msg-actions';
     if (msg.content) actions.append(button('Copy', 'copy', 'copy'));
@@ -92,7 +92,7 @@ export function messageEl(conv, msg, i, busy) {
       s.textContent = formatStats(msg.stats);
       actions.append(s);
     }
-    body.append(actions);
+    if (actions.childElementCount) body.append(actions);
   }
   li.append(avatar, body);
   return li;
