@@ -349,7 +349,7 @@ class RedisStreamStore:
             raise NotFound("No such stream (unknown id, or it expired).")
         if state == b"running":
             self._interrupt_if_dead(stream_id)
-        entries = self.client.xrange(ev)
+        entries: list[Any] = self.client.xrange(ev) or []
         mirror = _Mirror(self.driver)
         mirror.extend([f[b"f"] for _, f in entries], final=any(b"t" in f for _, f in entries))
         existing = self._mirrors.setdefault(stream_id, mirror)
@@ -384,7 +384,7 @@ class RedisStreamStore:
     def _multiplexer(self) -> None:
         last_control = f"{int(self.client.time()[0]) * 1000}-0"
         while not self._stopped:
-            wanted = {self.control: last_control}
+            wanted: dict[Any, Any] = {self.control: last_control}
             for stream_id, mirror in list(self._mirrors.items()):
                 if not mirror.finished:
                     wanted[scripts.keys(stream_id)[0]] = f"0-{len(mirror.frames)}"
@@ -395,8 +395,10 @@ class RedisStreamStore:
                 self._lose_mirrors()
                 self.driver.sleep(min(self.beat_s, 1.0))
                 continue
-            for key, entries in replies or []:
-                key = key.decode() if isinstance(key, bytes) else key
+            reply: Any
+            for reply in replies or []:
+                raw_key, entries = reply
+                key = raw_key.decode() if isinstance(raw_key, bytes) else raw_key
                 if key == self.control:
                     last_control = entries[-1][0].decode()
                     self._control(entries)

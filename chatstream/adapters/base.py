@@ -116,5 +116,5 @@ def load_factory(spec: str, config: Mapping[str, Any]) -> AdapterFactory:
     if not hasattr(factory, "check_options"):
         factory.check_options = reject_options  # type: ignore[method-assign]
     if not getattr(factory, "name", None):
-        factory.name = spec  # type: ignore[misc]
+        factory.name = spec
     return factory

@@ -92,9 +92,9 @@ class OpenAIChatAdapter:
 
     def stream(self, request: GenerationRequest) -> Iterator[str | Finish]:
         try:
-            self._stream = self._client.chat.completions.create(
+            self._stream = self._client.chat.completions.create(  # type: ignore[call-overload]
                 model=request.model,
-                messages=list(request.messages),  # type: ignore[arg-type]
+                messages=list(request.messages),
                 stream=True,
                 stream_options={"include_usage": True},
             )
