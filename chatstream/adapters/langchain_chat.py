@@ -21,10 +21,11 @@ Deliberately odd:
   runnable yields is ignored: readers get exactly the model's tokens.
 * Cancellation raises :class:`_StopRun`, a ``BaseException``, from
   ``on_llm_new_token``. An ``Exception`` would be logged as a callback error
-  by LangChain, retried by ``with_retry`` and answered by ``with_fallbacks``;
-  a ``BaseException`` passes through all of them (as ``KeyboardInterrupt``
-  would), so the run really stops. A model blocked waiting for its next token
-  stops when that token arrives (readers already got ``end: cancelled``).
+  by LangChain and answered by ``with_fallbacks`` (or any ``except
+  Exception`` in a chain); a ``BaseException`` passes through them (as
+  ``KeyboardInterrupt`` would), so the run really stops. A model blocked
+  waiting for its next token stops when that token arrives (readers already
+  got ``end: cancelled``).
 * ``on_llm_end`` and ``on_llm_error`` only record: a chain may call several
   models, or fall back to a second one after an error, so the stream ends when
   the whole run returns (``end`` with the last finish reason and the summed

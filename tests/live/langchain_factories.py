@@ -53,22 +53,33 @@ class EchoModel(GenericFakeChatModel):
     """Echoes the conversation; GenericFakeChatModel streams it word by word."""
 
     def _generate(
-        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
+        self,
+        messages: list[BaseMessage],
+        stop: Any = None,
+        run_manager: Any = None,
+        **kw: Any,
     ) -> ChatResult:
-        return ChatResult(generations=[ChatGeneration(message=AIMessage(echo_text(messages)))])
+        return ChatResult(
+            generations=[ChatGeneration(message=AIMessage(echo_text(messages)))]
+        )
 
 
 class FailingModel(GenericFakeChatModel):
     """Streams ``a b c`` (five tokens with the spaces), then raises."""
 
-    def _stream(self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any):
+    def _stream(
+        self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any
+    ):
         for token in FAIL_TOKENS:
             yield ChatGenerationChunk(message=AIMessageChunk(content=token))
         raise RuntimeError("the fake model exploded mid-answer")
 
 
 def _sleep(seconds: float) -> None:
-    if os.environ.get("CHATSTREAM_LANGCHAIN_BLOCKING", "false").lower() in ("true", "1"):
+    if os.environ.get("CHATSTREAM_LANGCHAIN_BLOCKING", "false").lower() in (
+        "true",
+        "1",
+    ):
         from gevent import monkey
 
         monkey.get_original("time", "sleep")(seconds)  # blocks the native thread
@@ -83,11 +94,17 @@ class GatedModel(BaseChatModel):
     def _llm_type(self) -> str:
         return "gated-fake"
 
-    def _generate(self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any):
+    def _generate(
+        self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any
+    ):
         raise NotImplementedError("streams only")
 
     def _stream(
-        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
+        self,
+        messages: list[BaseMessage],
+        stop: Any = None,
+        run_manager: Any = None,
+        **kw: Any,
     ) -> Iterator[ChatGenerationChunk]:
         base = Path(os.environ["LC_FAKES_DIR"]) / str(messages[-1].content)
         record = base.with_suffix(".produced")
@@ -114,7 +131,12 @@ def factory(model: str) -> Any:
         prompt = ChatPromptTemplate.from_messages(
             [("system", "Be brief."), MessagesPlaceholder("messages")]
         )
-        return {"messages": RunnablePassthrough()} | prompt | EchoModel(messages=iter(())) | StrOutputParser()
+        return (
+            {"messages": RunnablePassthrough()}
+            | prompt
+            | EchoModel(messages=iter(()))
+            | StrOutputParser()
+        )
     if model == "fail":
         return FailingModel(messages=iter(()))
     if model == "gated":

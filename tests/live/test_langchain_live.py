@@ -206,8 +206,16 @@ def test_chat_openai_many_requests_in_one_worker(openai_server, fake_openai, cli
 @pytest.mark.parametrize(
     ("scenario", "code", "streamed"),
     [
-        (http_error(401, "invalid_request_error", "bad key", "invalid_api_key"), "upstream_auth", []),
-        (stream_error_after(2, "overloaded", ["x", "y", "z"]), "upstream_error", ["x", "y"]),
+        (
+            http_error(401, "invalid_request_error", "bad key", "invalid_api_key"),
+            "upstream_auth",
+            [],
+        ),
+        (
+            stream_error_after(2, "overloaded", ["x", "y", "z"]),
+            "upstream_error",
+            ["x", "y"],
+        ),
         (drop_after(2, ["x", "y", "z"]), "upstream_dropped", ["x", "y"]),
     ],
     ids=["401", "error-in-stream", "drop"],
