@@ -18,6 +18,7 @@ const cfg = {
   apiUrl: document.body.dataset.apiUrl || '/api/streaming',
   adapter: document.body.dataset.adapter || '',
   defaultModel: document.body.dataset.defaultModel || '',
+  loginUrl: document.body.dataset.loginUrl || '/login',
 };
 const MODEL_KEY = 'chatstream.model';
 
@@ -240,7 +241,9 @@ function follow(conv, msg, request) {
       }
       let message = err.message;
       if (err.retryAfter) message += ` Try again in ${err.retryAfter} s.`;
-      finalize('error', { error: { code: err.code, message } });
+      const error = { code: err.code, message };
+      if (err.status === 401) error.loginUrl = `${cfg.loginUrl}?next=${encodeURIComponent(window.location.pathname)}`;
+      finalize('error', { error });
       announce(`Error: ${message}`);
     },
     onReconnecting() {

@@ -27,7 +27,14 @@ export function statusNote(msg) {
     note.setAttribute('role', 'alert');
     const text = document.createElement('span');
     text.textContent = (msg.error && msg.error.message) || 'Something went wrong.';
-    note.append(icon('alert'), text, button('Retry', 'retry', 'retry', 'act-retry'));
+    note.append(icon('alert'), text);
+    if (msg.error && msg.error.loginUrl) { // access control is on and the login lapsed
+      const login = document.createElement('a');
+      login.className = 'act act-retry';
+      login.href = msg.error.loginUrl;
+      login.textContent = 'Log in';
+      note.append(login);
+    } else note.append(button('Retry', 'retry', 'retry', 'act-retry'));
   } else if (msg.reconnecting) {
     note.classList.add('is-reconnecting');
     note.append(document.createElement('span'));

@@ -427,6 +427,21 @@ def test_http_error_on_submit_is_readable(chat: ChatPage) -> None:
     expect(answer.get_by_role("button", name="Retry")).to_be_visible()
 
 
+def test_lapsed_login_offers_to_log_in_again(chat: ChatPage) -> None:
+    chat.page.route(
+        "**/api/streaming",
+        lambda route: route.fulfill(
+            status=401,
+            content_type="application/json",
+            body=json.dumps({"error": {"code": "unauthorized", "message": "Log in."}}),
+        ),
+    )
+    chat.send("hello")
+    answer = chat.wait_done("error")
+    link = answer.get_by_role("link", name="Log in")
+    expect(link).to_have_attribute("href", "/login?next=%2F")
+
+
 def test_conversations_survive_reload_switch_and_delete(chat: ChatPage) -> None:
     chat.set_options(tokens=3, delay_ms=0)
     chat.send("alpha")
