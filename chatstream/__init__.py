@@ -21,11 +21,13 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from . import config as settings
 from . import logs
 from . import shutdown
+from .access import init_access
 from .adapters.base import load_factory
 from .concurrency import get_driver
 from .errors import register_error_handlers
 from .extension import Chatstream
 from .generation import Runner
+from .limits import init_limits
 from .streams import MemoryStreamStore
 from .streams import StreamStore
 
@@ -63,7 +65,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, **app.config["PROXY_FIX"])  # type: ignore[method-assign]
     # UTF-8 and JSON escapes make a body up to ~6 bytes per character.
     app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_PROMPT_CHARS"] * 6 + 65_536
-    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+    # Flask's defaults hold the key (None), so setdefault() would not set it.
+    app.config["SESSION_COOKIE_SAMESITE"] = app.config["SESSION_COOKIE_SAMESITE"] or "Lax"
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
 
     logs.configure(app.config["LOG_FORMAT"])
@@ -88,6 +91,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     register_error_handlers(app)
     logs.init_request_ids(app)
+    init_limits(app)  # before the access guard: refused POSTs (password guesses) count too
+    init_access(app)
+    from .views import auth
     from .views import events
     from .views import ops
     from .views import pages
@@ -97,4 +103,5 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(events.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(ops.bp)
+    app.register_blueprint(auth.bp)
     return app

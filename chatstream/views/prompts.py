@@ -18,6 +18,7 @@ from flask import session
 from flask import url_for
 
 from ..extension import state
+from ..limits import client_key
 from ..requests import parse_submission
 from ..requests import read_json
 from .events import event_stream
@@ -42,7 +43,7 @@ def submit() -> Response:
         max_messages=config["MAX_MESSAGES"],
     )
     stream_id = state().runner.start(
-        submission.messages, submission.model, submission.options
+        submission.messages, submission.model, submission.options, client=client_key()
     )
     session[SESSION_KEY] = stream_id
     if _wants_event_stream():

@@ -33,6 +33,10 @@ def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUB)}
     env["SECRET_KEY"] = "test-secret-key-not-for-production"
     env["PYTHONUNBUFFERED"] = "1"
+    # Every test client is 127.0.0.1: the per-address POST rate limit and
+    # stream cap are off unless a test turns them on (tests/live/test_access_live.py).
+    env["CHATSTREAM_RATE_LIMIT"] = "off"
+    env["CHATSTREAM_MAX_STREAMS_PER_CLIENT"] = "0"
     env.update(extra or {})
     return env
 

@@ -1,0 +1,225 @@
+"""Access control: who may use the page and the API, and from which origin.
+
+Off by default (local use). A public deployment sets one or both of:
+
+* ``CHATSTREAM_ACCESS_PASSWORD``: a shared password. ``/login`` checks it and
+  marks the signed session cookie (HttpOnly, SameSite=Lax, Secure when the
+  request came over HTTPS, which behind a proxy needs ``CHATSTREAM_PROXY_FIX``
+  so that ``request.is_secure`` is true). The mark is an HMAC of the password:
+  changing the password logs everybody out.
+* ``CHATSTREAM_API_TOKENS``: bearer tokens for programmatic clients
+  (``Authorization: Bearer <token>``).
+
+Then every request needs one of them, except ``/healthz``, ``/readyz``,
+``/metrics``, ``/static/*`` and ``/login``: the API answers a JSON ``401``; a
+browser opening a page is sent to the login form. Stream ids stay
+capabilities *within* an authenticated deployment: the ``GET`` of a stream
+needs access too (``EventSource`` sends the cookie on same-origin requests).
+
+Always on, whether access control is or not: no cross-site writes.
+
+* ``POST``, ``DELETE`` (any method but ``GET``/``HEAD``/``OPTIONS``) with an
+  ``Origin`` header must come from this very origin (scheme, host, port as the
+  request reached the app, so after ``ProxyFix``); ``Origin: null`` is
+  refused. The answer is a JSON ``403 cross_origin``.
+* A request *without* ``Origin`` is allowed: curl, SDKs and server-side
+  clients send none, and they carry no victim's cookie, so they are no CSRF
+  vector. Browsers send ``Origin`` on every cross-origin ``POST``/``DELETE``
+  (Fetch standard, "append a request Origin header"), so a forged cross-site
+  request always carries one. ``Sec-Fetch-Site: cross-site`` without
+  ``Origin`` is refused as well, as a second line.
+* Bodies are JSON only: ``POST /api/streaming`` already answers ``415`` to
+  anything else (so an HTML form, which cannot send JSON, never starts a
+  generation, and a cross-origin ``fetch()`` of JSON needs a CORS preflight
+  this app never grants); a ``DELETE`` with a body must send JSON too.
+
+Config keys: ``ACCESS_PASSWORD``, ``API_TOKENS``, ``SECRET_KEY``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Flask
+from flask import Response
+from flask import current_app
+from flask import redirect
+from flask import request
+from flask import session
+from flask import url_for
+from flask.sessions import SecureCookieSessionInterface
+
+from .errors import Forbidden
+from .errors import Unauthorized
+from .errors import UnsupportedMediaType
+
+log = logging.getLogger(__name__)
+
+#: Paths that never need access (probes, metrics scrapers, login); and ``static``.
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/login", "/logout"})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+SESSION_KEY = "access"
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class SessionInterface(SecureCookieSessionInterface):
+    """Flask's signed cookie session, ``Secure`` whenever the request is HTTPS."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        return bool(app.config["SESSION_COOKIE_SECURE"]) or request.is_secure
+
+
+def enabled(config: Mapping[str, Any]) -> bool:
+    return bool(config.get("ACCESS_PASSWORD") or config.get("API_TOKENS"))
+
+
+def init_access(app: Flask) -> None:
+    """Install the session interface and the request guard."""
+    app.session_interface = SessionInterface()
+    app.before_request(guard)
+
+
+def guard() -> Response | None:
+    """Refuse cross-site writes, then (when on) requests without access.
+
+    :raises Forbidden: an ``Origin`` other than this app's.
+    :raises UnsupportedMediaType: a ``DELETE`` with a non-JSON body.
+    :raises Unauthorized: access control is on and the request has no access.
+    """
+    if request.method not in SAFE_METHODS:
+        _check_origin()
+        if request.method == "DELETE" and _has_body() and not request.is_json:
+            raise UnsupportedMediaType("A DELETE body, if any, must be JSON.")
+    config = current_app.config
+    if not enabled(config) or _is_open() or has_access(config):
+        return None
+    if _wants_page():
+        return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+    if config.get("API_TOKENS"):
+        challenge = 'Bearer realm="chatstream"'
+        if _bearer_token() is not None:
+            challenge += ', error="invalid_token"'
+    else:
+        challenge = None
+    raise Unauthorized(_refusal(config), challenge=challenge)
+
+
+# -- origin -------------------------------------------------------------------
+
+
+def _origin_tuple(scheme: str, netloc: str) -> tuple[str, str, int] | None:
+    try:
+        parts = urlsplit(f"{scheme}://{netloc}")
+        port = parts.port or DEFAULT_PORTS.get(scheme)
+    except ValueError:
+        return None
+    if scheme not in DEFAULT_PORTS or not parts.hostname or port is None:
+        return None
+    return scheme, parts.hostname.lower(), port
+
+
+def same_origin(origin: str) -> bool:
+    """Whether an ``Origin`` header names the origin this request reached."""
+    scheme, sep, netloc = origin.strip().partition("://")
+    if not sep or "/" in netloc or "@" in netloc:
+        return False  # includes the opaque origin "null"
+    theirs = _origin_tuple(scheme.lower(), netloc)
+    ours = _origin_tuple(request.scheme, request.host)
+    return theirs is not None and theirs == ours
+
+
+def _check_origin() -> None:
+    origin = request.headers.get("Origin")
+    if origin is None:
+        if request.headers.get("Sec-Fetch-Site") == "cross-site":
+            raise Forbidden("Cross-site requests are not accepted.")
+        return
+    if not same_origin(origin):
+        log.warning("refused %s %s from origin %r", request.method, request.path, origin[:100])
+        raise Forbidden("Cross-origin requests are not accepted.")
+
+
+def _has_body() -> bool:
+    return bool(request.content_length) or "chunked" in request.headers.get(
+        "Transfer-Encoding", ""
+    ).lower()
+
+
+# -- access -------------------------------------------------------------------
+
+
+def _is_open() -> bool:
+    return request.path in OPEN_PATHS or request.endpoint == "static"
+
+
+def password_mark(config: Mapping[str, Any]) -> str:
+    """What the session holds once logged in: an HMAC of the current password."""
+    key = str(config["SECRET_KEY"]).encode()
+    message = b"chatstream-access\0" + str(config["ACCESS_PASSWORD"]).encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def check_password(config: Mapping[str, Any], candidate: str) -> bool:
+    """Constant-time comparison with ``ACCESS_PASSWORD``."""
+    expected = config.get("ACCESS_PASSWORD")
+    if not expected:
+        return False
+    return hmac.compare_digest(candidate.encode(), str(expected).encode())
+
+
+def log_in(config: Mapping[str, Any]) -> None:
+    """Start a fresh logged-in session (a new cookie, nothing carried over)."""
+    session.clear()
+    session[SESSION_KEY] = password_mark(config)
+    session.permanent = True
+
+
+def _bearer_token() -> str | None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def _valid_token(config: Mapping[str, Any], token: str) -> bool:
+    # Compare with every token, so the time taken does not tell which matched.
+    found = False
+    for candidate in config.get("API_TOKENS") or ():
+        found |= hmac.compare_digest(token.encode(), candidate.encode())
+    return found
+
+
+def has_access(config: Mapping[str, Any]) -> bool:
+    """A valid bearer token, or a session logged in with the current password.
+
+    A request that sends a bearer token is judged by it alone (other
+    ``Authorization`` schemes, e.g. a proxy's Basic auth, are not ours).
+    """
+    token = _bearer_token()
+    if token is not None:
+        return _valid_token(config, token)
+    if not config.get("ACCESS_PASSWORD"):
+        return False
+    mark = session.get(SESSION_KEY)
+    return isinstance(mark, str) and hmac.compare_digest(mark, password_mark(config))
+
+
+def _wants_page() -> bool:
+    if request.method not in ("GET", "HEAD") or request.path.startswith("/api/"):
+        return False
+    if not current_app.config.get("ACCESS_PASSWORD"):
+        return False  # no login form to send the browser to
+    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
+    return best == "text/html"
+
+
+def _refusal(config: Mapping[str, Any]) -> str:
+    ways = []
+    if config.get("ACCESS_PASSWORD"):
+        ways.append("log in at /login")
+    if config.get("API_TOKENS"):
+        ways.append("send 'Authorization: Bearer <token>'")
+    return f"This chatstream needs access: {' or '.join(ways)}."

@@ -1,0 +1,89 @@
+"""The login form for ``CHATSTREAM_ACCESS_PASSWORD`` (see :mod:`chatstream.access`).
+
+``GET /login`` shows the form; ``POST /login`` takes the form field or JSON
+``{"password"}`` and marks the signed session cookie; ``POST /logout`` clears
+it. Without an access password these URLs do not exist (404).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint
+from flask import Response
+from flask import abort
+from flask import current_app
+from flask import jsonify
+from flask import redirect
+from flask import render_template
+from flask import request
+from flask import session
+from flask import url_for
+
+from .. import access
+from ..errors import Unauthorized
+
+bp = Blueprint("auth", __name__)
+log = logging.getLogger(__name__)
+
+
+def _require_password() -> None:
+    if not current_app.config.get("ACCESS_PASSWORD"):
+        abort(404)
+
+
+def _safe_next(target: str | None) -> str:
+    """A local path to return to after login; never another site.
+
+    Refuses ``//host``, ``/\\host`` and control characters, which browsers
+    would read as a link to another host.
+    """
+    if (
+        not target
+        or not target.startswith("/")
+        or target.startswith("//")
+        or "\\" in target
+        or any(ord(c) < 32 or ord(c) == 127 for c in target)
+    ):
+        return url_for("pages.index")
+    return target
+
+
+@bp.get("/login")
+def login_form() -> Response | str:
+    """The password form (or straight on, when already logged in)."""
+    _require_password()
+    target = _safe_next(request.args.get("next"))
+    if access.has_access(current_app.config):
+        return redirect(target, 303)
+    return render_template("login.html", next=target, error=None)
+
+
+@bp.post("/login")
+def login() -> Response | tuple[str, int]:
+    """Check the password; on success mark the session and go on."""
+    _require_password()
+    config = current_app.config
+    payload = request.get_json(silent=True) if request.is_json else None
+    data = payload if isinstance(payload, dict) else request.form
+    password = data.get("password")
+    target = _safe_next(data.get("next"))
+    if not isinstance(password, str) or not access.check_password(config, password):
+        log.warning("failed login from %s", request.remote_addr)
+        if request.is_json:
+            raise Unauthorized("Wrong access password.", code="wrong_password")
+        return render_template("login.html", next=target, error="Wrong password."), 401
+    access.log_in(config)
+    if request.is_json:
+        return jsonify(status="ok")
+    return redirect(target, 303)
+
+
+@bp.post("/logout")
+def logout() -> Response:
+    """Forget the login (and this browser's latest stream)."""
+    _require_password()
+    session.clear()
+    if request.is_json:
+        return jsonify(status="ok")
+    return redirect(url_for("auth.login_form"), 303)
