@@ -111,22 +111,36 @@ def to_langchain(messages: Sequence[Message]) -> list[Any]:
     return [kinds[m["role"]](content=m["content"]) for m in messages]
 
 
-def _usage(generation: Any, llm_output: Mapping[str, Any]) -> dict[str, int] | None:
-    """Token usage in OpenAI's names, from ``usage_metadata`` or ``llm_output``."""
-    meta = getattr(getattr(generation, "message", None), "usage_metadata", None)
-    if meta:
-        return {
-            "prompt_tokens": int(meta.get("input_tokens", 0)),
-            "completion_tokens": int(meta.get("output_tokens", 0)),
-            "total_tokens": int(meta.get("total_tokens", 0)),
-        }
-    usage = llm_output.get("token_usage") or llm_output.get("usage")
-    if isinstance(usage, Mapping) and "completion_tokens" in usage:
-        return {
-            k: int(usage.get(k) or 0)
-            for k in ("prompt_tokens", "completion_tokens", "total_tokens")
-        }
+def _usage(response: Any) -> dict[str, int] | None:
+    """A model call's token usage in OpenAI's names.
+
+    From each generation's ``usage_metadata`` (streamed chat models), else
+    from ``llm_output["token_usage"]`` (one total for the call).
+    """
+    totals: dict[str, int] | None = None
+    for generation in (g for gens in response.generations for g in gens):
+        meta = getattr(getattr(generation, "message", None), "usage_metadata", None)
+        if meta:
+            usage = {
+                "prompt_tokens": int(meta.get("input_tokens", 0)),
+                "completion_tokens": int(meta.get("output_tokens", 0)),
+                "total_tokens": int(meta.get("total_tokens", 0)),
+            }
+            totals = _add(totals, usage)
+    if totals is not None:
+        return totals
+    llm_output = response.llm_output or {}
+    reported = llm_output.get("token_usage") or llm_output.get("usage")
+    if isinstance(reported, Mapping) and "completion_tokens" in reported:
+        return {k: int(reported.get(k) or 0) for k in _USAGE_KEYS}
     return None
+
+
+_USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
+
+
+def _add(a: dict[str, int] | None, b: dict[str, int]) -> dict[str, int]:
+    return b if a is None else {k: a[k] + b[k] for k in _USAGE_KEYS}
 
 
 @functools.cache
@@ -166,7 +180,6 @@ def _handler_class() -> type[Any]:
         def on_llm_end(
             self, response: Any, *, run_id: Any = None, **kwargs: Any
         ) -> None:
-            llm_output = response.llm_output or {}
             generations = [g for gens in response.generations for g in gens]
             if run_id not in self._streamed:
                 # A model without ``_stream`` answers in one piece: one token.
@@ -174,19 +187,14 @@ def _handler_class() -> type[Any]:
                     self._send(generation.text)
             for generation in generations:
                 info = generation.generation_info or {}
-                meta = getattr(
-                    getattr(generation, "message", None), "response_metadata", {}
-                )
-                reason = info.get("finish_reason") or (meta or {}).get("finish_reason")
+                message = getattr(generation, "message", None)
+                meta = getattr(message, "response_metadata", None) or {}
+                reason = info.get("finish_reason") or meta.get("finish_reason")
                 if reason:
                     self.reason = _FINISH.get(str(reason), "stop")
-                usage = _usage(generation, llm_output)
-                if usage:
-                    self.usage = (
-                        usage
-                        if self.usage is None
-                        else {k: self.usage[k] + usage[k] for k in usage}
-                    )
+            usage = _usage(response)
+            if usage is not None:
+                self.usage = _add(self.usage, usage)
 
         def on_llm_error(self, error: BaseException, **kwargs: Any) -> None:
             # The run raises the error itself unless the chain handles it.

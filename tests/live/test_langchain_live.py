@@ -11,6 +11,8 @@ never on timing.
 
 from __future__ import annotations
 
+import os
+
 import httpx
 import pytest
 
@@ -201,6 +203,28 @@ def test_chat_openai_many_requests_in_one_worker(openai_server, fake_openai, cli
         fake_openai.push(tokens([f"answer {i}"]))
         events = read_events(client, submit(client, openai_server.url, prompt=f"q{i}"))
         assert new_tokens(events) == [f"answer {i}"], events
+
+
+def test_generations_leave_no_threads_or_descriptors_behind(
+    openai_server, fake_openai, client
+):
+    # A native producer thread that touched gevent (sockets, DNS) got a hub,
+    # a loop and a resolver pool of its own: all must go with the thread.
+    pid = openai_server.worker_pids()[0]
+
+    def held():
+        return len(os.listdir(f"/proc/{pid}/task")), len(os.listdir(f"/proc/{pid}/fd"))
+
+    def one(i):
+        fake_openai.push(tokens([f"answer {i}"]))
+        events = read_events(client, submit(client, openai_server.url, prompt=f"q{i}"))
+        assert new_tokens(events) == [f"answer {i}"]
+
+    one(0)
+    threads, fds = held()
+    for i in range(1, 21):
+        one(i)
+    wait_until(lambda: held()[0] <= threads and held()[1] <= fds + 4)
 
 
 @pytest.mark.parametrize(
