@@ -219,10 +219,7 @@ function follow(conv, msg, request) {
     },
     onToken(token) {
       const now = performance.now();
-      if (!st.tokens) {
-        st.tFirst = now;
-        if (st.li) st.li.querySelector('.typing')?.remove();
-      }
+      if (!st.tokens) st.tFirst = now; // the typing dots go at the next render
       st.tokens += 1;
       st.tLast = now;
       msg.content += token;

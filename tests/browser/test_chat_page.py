@@ -76,6 +76,54 @@ def test_answer_grows_while_streaming_and_ends_with_the_full_reply(
     assert chat.last_answer.get_attribute("aria-busy") is None
 
 
+def test_markdown_is_rendered_at_most_once_per_animation_frame(
+    chat: ChatPage,
+) -> None:
+    """Tokens arriving between two frames cost one render, not one per token."""
+    # Hold every animation frame until the test runs it.
+    chat.page.evaluate("""() => {
+      window.__frames = [];
+      window.__requested = 0;
+      window.requestAnimationFrame = (cb) => {
+        window.__requested += 1;
+        window.__frames.push(cb);
+        return window.__requested;
+      };
+      window.cancelAnimationFrame = () => {};
+    }""")
+    run_frames = (
+        "() => window.__frames.splice(0).forEach((cb) => cb(performance.now()))"
+    )
+    chat.set_options(tokens=40, delay_ms=60)
+    chat.send("batch me")
+    # Wait until several tokens have arrived (the page saves the growing answer
+    # to localStorage about once a second) ...
+    chat.page.wait_for_function(
+        """() => {
+          const s = JSON.parse(localStorage.getItem('chatstream.conversations.v1'));
+          const m = s && s.conversations[0].messages[1];
+          return m && (m.content.match(/\\d+/g) || []).length >= 5;
+        }""",
+        polling=50,  # Playwright polls on animation frames by default
+        timeout=WAIT_MS,
+    )
+    # ... yet only one frame was asked for, and nothing is rendered before it runs.
+    assert chat.page.evaluate("window.__requested") == 1
+    expect(chat.last_answer.locator(".md .typing")).to_be_visible()
+    chat.page.evaluate(run_frames)
+    shown = chat.shown_numbers()
+    assert shown >= 5
+    assert numbers(40).startswith(chat.last_text())
+    chat.page.wait_for_function(
+        "() => window.__requested === 2", polling=50, timeout=WAIT_MS
+    )
+    chat.page.evaluate(run_frames)
+    assert chat.shown_numbers() > shown  # the token that asked for this frame
+    chat.wait_done()  # `end` renders the final text at once, frame or not
+    assert chat.last_text() == numbers(40)
+    assert chat.page.evaluate("window.__requested") < 40
+
+
 def test_demo_reply_renders_markdown_highlighting_and_copy_buttons(
     chat: ChatPage,
 ) -> None:
