@@ -46,13 +46,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Flask
-from flask import Response
 from flask import current_app
 from flask import redirect
 from flask import request
 from flask import session
 from flask import url_for
 from flask.sessions import SecureCookieSessionInterface
+from werkzeug.wrappers import Response
 
 from .errors import Forbidden
 from .errors import Unauthorized
@@ -140,14 +140,17 @@ def _check_origin() -> None:
             raise Forbidden("Cross-site requests are not accepted.")
         return
     if not same_origin(origin):
-        log.warning("refused %s %s from origin %r", request.method, request.path, origin[:100])
+        log.warning(
+            "refused %s %s from origin %r", request.method, request.path, origin[:100]
+        )
         raise Forbidden("Cross-origin requests are not accepted.")
 
 
 def _has_body() -> bool:
-    return bool(request.content_length) or "chunked" in request.headers.get(
-        "Transfer-Encoding", ""
-    ).lower()
+    return (
+        bool(request.content_length)
+        or "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    )
 
 
 # -- access -------------------------------------------------------------------

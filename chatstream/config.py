@@ -249,6 +249,5 @@ def summary(config: Mapping[str, Any]) -> str:
 
 
 def _access(config: Mapping[str, Any]) -> str:
-    kinds = [k for k, on in (("password", config.get("ACCESS_PASSWORD")),
-                             ("tokens", config.get("API_TOKENS"))) if on]
-    return "+".join(kinds) or "open"  # fmt: skip
+    kinds = {"password": "ACCESS_PASSWORD", "tokens": "API_TOKENS"}
+    return "+".join(kind for kind, key in kinds.items() if config.get(key)) or "open"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint
-from flask import Response
 from flask import abort
 from flask import current_app
 from flask import jsonify
@@ -19,6 +18,7 @@ from flask import render_template
 from flask import request
 from flask import session
 from flask import url_for
+from flask.typing import ResponseReturnValue
 
 from .. import access
 from ..errors import Unauthorized
@@ -50,7 +50,7 @@ def _safe_next(target: str | None) -> str:
 
 
 @bp.get("/login")
-def login_form() -> Response | str:
+def login_form() -> ResponseReturnValue:
     """The password form (or straight on, when already logged in)."""
     _require_password()
     target = _safe_next(request.args.get("next"))
@@ -60,7 +60,7 @@ def login_form() -> Response | str:
 
 
 @bp.post("/login")
-def login() -> Response | tuple[str, int]:
+def login() -> ResponseReturnValue:
     """Check the password; on success mark the session and go on."""
     _require_password()
     config = current_app.config
@@ -80,7 +80,7 @@ def login() -> Response | tuple[str, int]:
 
 
 @bp.post("/logout")
-def logout() -> Response:
+def logout() -> ResponseReturnValue:
     """Forget the login (and this browser's latest stream)."""
     _require_password()
     session.clear()
