@@ -45,8 +45,9 @@ SERVER_ENV = {
     # Reconnect quickly after the dropped-connection test closes a stream.
     "CHATSTREAM_RETRY_MS": "300",
     "CHATSTREAM_HEARTBEAT_S": "1",
-    # Every test's POSTs come from 127.0.0.1: keep the per-client limit out of it.
+    # Every test's POSTs come from 127.0.0.1: keep the per-client limits out of it.
     "CHATSTREAM_RATE_LIMIT": "off",
+    "CHATSTREAM_MAX_STREAMS_PER_CLIENT": "0",
 }
 
 
