@@ -99,7 +99,8 @@ def guard() -> Response | None:
     if not enabled(config) or _is_open() or has_access(config):
         return None
     if _wants_page():
-        return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+        here = request.script_root + request.full_path.rstrip("?")
+        return redirect(url_for("auth.login", next=here))
     if config.get("API_TOKENS"):
         challenge = 'Bearer realm="chatstream"'
         if _bearer_token() is not None:
@@ -168,11 +169,15 @@ def password_mark(config: Mapping[str, Any]) -> str:
 
 
 def check_password(config: Mapping[str, Any], candidate: str) -> bool:
-    """Constant-time comparison with ``ACCESS_PASSWORD``."""
+    """Constant-time comparison with ``ACCESS_PASSWORD`` (digests: no length leak)."""
     expected = config.get("ACCESS_PASSWORD")
     if not expected:
         return False
-    return hmac.compare_digest(candidate.encode(), str(expected).encode())
+    digest = hashlib.sha256
+    return hmac.compare_digest(
+        digest(candidate.encode("utf-8", "surrogatepass")).digest(),
+        digest(str(expected).encode()).digest(),
+    )
 
 
 def log_in(config: Mapping[str, Any]) -> None:

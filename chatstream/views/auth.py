@@ -32,14 +32,14 @@ def _require_password() -> None:
         abort(404)
 
 
-def _safe_next(target: str | None) -> str:
+def _safe_next(target: object) -> str:
     """A local path to return to after login; never another site.
 
     Refuses ``//host``, ``/\\host`` and control characters, which browsers
     would read as a link to another host.
     """
     if (
-        not target
+        not isinstance(target, str)
         or not target.startswith("/")
         or target.startswith("//")
         or "\\" in target

@@ -420,3 +420,25 @@ def test_secrets_are_read_verbatim_and_never_echoed(monkeypatch):
         create_app(BASE)
     assert "CHATSTREAM_API_TOKENS" in info.value.message
     assert "short-secret" not in info.value.message
+
+
+def test_a_password_that_is_not_valid_unicode_is_just_wrong(browser):
+    response = browser.post(
+        "/login", data='{"password": "\\ud800"}', content_type="application/json"
+    )
+    assert_json_error(response, 401, "wrong_password")
+
+
+def test_login_redirect_keeps_the_proxy_prefix():
+    client = make_app(ACCESS_PASSWORD=PASSWORD, PROXY_FIX="x_prefix=1").test_client()
+    response = client.get(
+        "/", headers={"Accept": "text/html", "X-Forwarded-Prefix": "/chat"}
+    )
+    assert response.headers["Location"] == "/chat/login?next=/chat/"
+
+
+def test_json_login_with_odd_fields_is_a_clean_answer(browser):
+    response = browser.post("/login", json={"password": PASSWORD, "next": 5})
+    assert response.json == {"status": "ok"}
+    for body in ({"password": 5}, ["x"]):
+        assert_json_error(browser.post("/login", json=body), 401, "wrong_password")

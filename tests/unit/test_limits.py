@@ -55,7 +55,7 @@ def test_over_the_limit_is_a_json_429_with_retry_after():
 
 
 def test_the_default_is_60_a_minute():
-    app = create_app({k: v for k, v in BASE.items()})
+    app = make_app()
     assert app.config["RATE_LIMIT"] == "60/minute"
     client = app.test_client()
     for _ in range(60):
