@@ -26,6 +26,7 @@ from tests.browser.chat import ChatPage
 from tests.browser.chat import is_stream_post
 from tests.browser.chat import is_stream_post_response
 from tests.browser.chat import numbers
+from tests.support.proxy import CuttingProxy
 
 pytestmark = pytest.mark.browser
 
@@ -396,30 +397,34 @@ def test_cut_connection_resumes_after_last_event_id(
     expect(chat.last_answer.locator(".msg-note")).to_have_count(0)
 
 
-def test_server_dropping_the_connection_mid_stream_resumes(
-    chat: ChatPage, base_url: str
-) -> None:
-    """The server itself closes the first connection after event 10 (demo hook)."""
-    probe = httpx.post(
-        base_url + "/api/streaming",
-        json={"prompt": "probe", "options": {"tokens": 1, "drop_after": 1}},
-    )
-    if probe.status_code == 400:
-        pytest.skip(f"server lacks the demo drop_after hook: {probe.text}")
+def test_server_side_drop_mid_stream_resumes(page: Page, chat_server) -> None:
+    """The network cuts the first event stream after 10 events, mid-frame.
 
-    _watch_reconnecting(chat)
-    gets = _record_stream_gets(chat)
-    chat.set_options(tokens=40, delay_ms=30, drop_after=10)
-    chat.send("survive a drop")
-    chat.wait_done()
+    The page is served through a loopback TCP proxy (tests/support/proxy.py)
+    that drops the first ``text/event-stream`` response after its 10th event,
+    as a restarting load balancer would: the browser must discard the partial
+    frame, show "Reconnecting", reconnect with ``Last-Event-ID`` and end with
+    the exact text, nothing repeated.
+    """
+    with CuttingProxy(("127.0.0.1", chat_server.port)) as proxy:
+        page.goto(proxy.url + "/")
+        expect(page.locator("body.is-ready")).to_be_attached()
+        chat = ChatPage(page)
+        _watch_reconnecting(chat)
+        gets = _record_stream_gets(chat)
+        proxy.arm(after_events=10)
+        chat.set_options(tokens=40, delay_ms=30)
+        chat.send("survive a drop")
+        chat.wait_done()
 
-    assert chat.last_text() == numbers(40)
-    resumed_from = [r.all_headers().get("last-event-id") for r in gets]
-    assert len(resumed_from) == 2
-    assert resumed_from[0] is None
-    assert resumed_from[1]  # the id of event 10, in the server's format
-    assert chat.page.evaluate("window.__sawReconnecting") is True
-    expect(chat.last_answer.locator(".msg-note")).to_have_count(0)
+        assert proxy.cuts == 1
+        assert chat.last_text() == numbers(40)
+        resumed_from = [r.all_headers().get("last-event-id") for r in gets]
+        assert len(resumed_from) == 2
+        assert resumed_from[0] is None
+        assert resumed_from[1] and 1 <= int(resumed_from[1]) <= 10
+        assert chat.page.evaluate("window.__sawReconnecting") is True
+        expect(chat.last_answer.locator(".msg-note")).to_have_count(0)
 
 
 def test_server_error_event_shows_a_message_and_retry_works(chat: ChatPage) -> None:

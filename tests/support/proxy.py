@@ -53,52 +53,47 @@ class CuttingProxy:
             client.close()
             return
         self._sockets.update((client, upstream))
-        threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
-        self._pump_response(upstream, client)
+        # Per connection: how many events the current response may carry
+        # before the cut (0: no cut). Browsers do not pipeline, so once an
+        # event-stream GET is forwarded, what comes back is its response.
+        state = {"limit": 0, "seen": 0}
+        threading.Thread(
+            target=self._pump_requests, args=(client, upstream, state), daemon=True
+        ).start()
+        self._pump_responses(upstream, client, state)
 
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+    def _pump_requests(self, src: socket.socket, dst: socket.socket, state: dict) -> None:
         try:
             while data := src.recv(65536):
+                if data.startswith(b"GET ") and b"text/event-stream" in data.lower():
+                    with self._lock:
+                        if self._cuts_left > 0:
+                            self._cuts_left -= 1
+                            state["limit"], state["seen"] = self._cut_after, 0
                 dst.sendall(data)
         except OSError:
             pass
         finally:
-            for sock in (src, dst):
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            _shutdown(src, dst)
 
-    def _pump_response(self, src: socket.socket, dst: socket.socket) -> None:
-        seen = 0
-        is_sse = None
-        limit = 0
+    def _pump_responses(self, src: socket.socket, dst: socket.socket, state: dict) -> None:
         try:
             while data := src.recv(65536):
-                if is_sse is None and b"\r\n\r\n" in data:
-                    is_sse = b"text/event-stream" in data.split(b"\r\n\r\n", 1)[0]
-                    with self._lock:
-                        if is_sse and self._cuts_left > 0:
-                            self._cuts_left -= 1
-                            limit = self._cut_after
-                if limit:
-                    seen += data.count(b"event: ")
-                    if seen >= limit:
+                if state["limit"]:
+                    state["seen"] += data.count(b"event: ")
+                    if state["seen"] >= state["limit"]:
                         # Forward a partial frame, then drop: the browser must
-                        # discard the incomplete event and resume after the last
-                        # complete one.
+                        # discard the incomplete event and resume after the
+                        # last complete one.
                         dst.sendall(data[: max(1, len(data) - 7)])
                         self.cuts += 1
-                        raise OSError("cut")
+                        break
                 dst.sendall(data)
         except OSError:
             pass
         finally:
+            _shutdown(src, dst)
             for sock in (src, dst):
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
                 sock.close()
 
     def close(self) -> None:
@@ -115,3 +110,11 @@ class CuttingProxy:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _shutdown(*sockets: socket.socket) -> None:
+    for sock in sockets:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
