@@ -126,6 +126,13 @@ export function startAnswer({ apiUrl, messages, model, streamUrl: existing, ...c
       if (typeof ev.data === 'string') { // the server's own `error` event
         let info = {};
         try { info = JSON.parse(ev.data) || {}; } catch { /* keep defaults */ }
+        if (info.reconnect === true) {
+          // A server going down gracefully (SIGTERM) says so and closes the
+          // stream; the event has no id, so EventSource keeps its
+          // Last-Event-ID and reconnects by itself, resuming exactly.
+          if (!reconnecting) { reconnecting = true; cb.onReconnecting?.(); }
+          return;
+        }
         finish();
         cb.onError?.({ code: info.code || 'error', message: info.message || 'The model failed to answer.' });
         return;
