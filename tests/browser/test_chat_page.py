@@ -397,6 +397,52 @@ def test_cut_connection_resumes_after_last_event_id(
     expect(chat.last_answer.locator(".msg-note")).to_have_count(0)
 
 
+def test_graceful_restart_notice_reconnects_and_resumes(
+    chat: ChatPage, base_url: str
+) -> None:
+    """A server draining on SIGTERM sends ``error`` with ``reconnect: true``.
+
+    That event has no id: the page must not treat it as a failure but let
+    EventSource reconnect with the last real id and finish with the exact text.
+    The first GET is answered with the server's first 8 events plus the notice
+    (the bytes chatstream.shutdown.RECONNECT sends); the reconnect is real.
+    """
+    from chatstream.shutdown import RECONNECT
+
+    served: list[str] = []
+
+    def restart_after_eight(route: Route) -> None:
+        if served:
+            route.continue_()
+            return
+        frames = ["retry: 200\n\n"]
+        with (
+            httpx.Client(base_url=base_url, timeout=20) as client,
+            connect_sse(client, "GET", route.request.url) as source,
+        ):
+            for event in source.iter_sse():
+                if not event.data:
+                    continue
+                frames.append(f"id: {event.id}\nevent: {event.event}\ndata: {event.data}\n\n")
+                served.append(event.id)
+                if len(served) == 8:
+                    break
+        route.fulfill(
+            status=200,
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"},
+            body="".join(frames) + RECONNECT.decode(),
+        )
+
+    _watch_reconnecting(chat)
+    chat.page.route(STREAM_GET, restart_after_eight)
+    chat.set_options(tokens=30, delay_ms=20)
+    chat.send("survive a restart")
+    chat.wait_done()
+    assert chat.last_text() == numbers(30)
+    assert chat.page.evaluate("window.__sawReconnecting") is True
+    expect(chat.last_answer.locator(".msg-note")).to_have_count(0)
+
+
 def test_server_side_drop_mid_stream_resumes(page: Page, chat_server) -> None:
     """The network cuts the first event stream after 10 events, mid-frame.
 
