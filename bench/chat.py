@@ -162,7 +162,9 @@ class ChatProtocol(asyncio.Protocol):
                 fut.set_exception(exc)
 
     def close(self) -> None:
-        """Close the socket (idempotent)."""
+        """Close the socket (idempotent); pending waits end without error."""
+        self.checker = None
+        self._resolve(self.waiter, None)
         if self.transport is not None and not self.closed:
             self.transport.close()
 

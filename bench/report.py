@@ -100,8 +100,14 @@ def scenario_table(
                 notes.append(
                     f"- {n} run {i}: error: {str(r['error']).splitlines()[0][:200]}"
                 )
-            elif r.get("errors"):
-                notes.append(f"- {n} run {i}: failures: {r['errors']}")
+            else:
+                if r.get("errors"):
+                    notes.append(f"- {n} run {i}: failures: {r['errors']}")
+                if r.get("disturbed"):
+                    notes.append(
+                        f"- {n} run {i}: disturbed: other work used "
+                        f"{r['disturbed']} cores in all {r['attempts']} attempts"
+                    )
     return "\n".join(lines + ([""] + notes if notes else []))
 
 

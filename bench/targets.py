@@ -26,10 +26,11 @@ ALL_CPUS = "0,1"
 
 
 #: Priority boost for the server, Redis and the load generator.  The machine is
-#: shared with other work (test suites, browsers); at nice -10 the benchmarked
-#: processes get ~90% of a contended core instead of an even share.  Without
-#: root, ``nice`` warns and runs the command at normal priority.
-NICE = "-10"
+#: shared with other work (test suites, browsers); at nice -15 a benchmarked
+#: process weighs as much as ~28 ordinary ones on a contended core (CFS weights),
+#: without real-time scheduling's risk of starving the machine.  Without root,
+#: ``nice`` warns and runs the command at normal priority.
+NICE = "-15"
 
 
 def pinned(cpus: str) -> list[str]:
