@@ -23,6 +23,7 @@ from typing import Any
 from bench.loadgen import raise_nofile_limit
 from bench.report import Results
 from bench.report import render
+from bench.report import update_readme
 from bench.runner import measure
 from bench.scenarios import Scenario
 from bench.scenarios import all_scenarios
@@ -71,6 +72,11 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
         type=float,
         default=0.4,
         help="cores of other work tolerated during a run (default 0.4)",
+    )
+    p.add_argument(
+        "--readme",
+        action="store_true",
+        help="also copy the table into bench/README.md (after its results marker)",
     )
     p.add_argument(
         "--profile",
@@ -163,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{stamp}{'-quick' if args.quick else ''}.md").write_text(text)
+    if args.readme:
+        update_readme(ROOT / "bench" / "README.md", text)
     (args.out / f"{stamp}{'-quick' if args.quick else ''}.json").write_text(
         json.dumps(results, indent=1)
     )

@@ -8,6 +8,7 @@ memory, highest for tokens/s); for S4 it is each set-up divided by the first.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from bench.scenarios import COMPLETED
@@ -109,6 +110,16 @@ def scenario_table(
                         f"{r['disturbed']} cores in all {r['attempts']} attempts"
                     )
     return "\n".join(lines + ([""] + notes if notes else []))
+
+
+README_MARK = "<!-- results -->"
+
+
+def update_readme(path: Path, text: str) -> None:
+    """Replace what follows the results marker in ``path`` with ``text``."""
+    doc = path.read_text()
+    head = doc.split(README_MARK, 1)[0]
+    path.write_text(f"{head}{README_MARK}\n\n{text}")
 
 
 def render(
