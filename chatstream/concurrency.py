@@ -111,17 +111,18 @@ class _NativeChannel(Generic[T]):
             self._cond.notify_all()
 
 
-class _ThreadToHubChannel(Generic[T]):
-    """A native-thread producer hands items to a greenlet consumer."""
+class _ThreadToHubChannel(_NativeChannel[T]):
+    """A native-thread producer hands items to a greenlet consumer.
+
+    The producer side is :class:`_NativeChannel`'s; only waking and waiting
+    on the consumer side differ, because the consumer is a greenlet.
+    """
 
     def __init__(self, maxsize: int) -> None:
         import gevent
         import gevent.event
 
-        self._items: collections.deque[T] = collections.deque()
-        self._maxsize = maxsize
-        self._cond = _native("Condition")(_native("Lock")())
-        self._closed = False
+        super().__init__(maxsize)
         self._ready = gevent.event.Event()
         # ``async_().send()`` is the one libev/libuv call that is safe from
         # another thread; its callback runs in the hub and wakes the consumer.
@@ -129,12 +130,7 @@ class _ThreadToHubChannel(Generic[T]):
         self._watcher.start(self._ready.set)
 
     def put(self, item: T) -> None:  # runs in the native thread
-        with self._cond:
-            while len(self._items) >= self._maxsize and not self._closed:
-                self._cond.wait(0.5)
-            if self._closed:
-                raise Cancelled("channel closed")
-            self._items.append(item)
+        super().put(item)
         self._watcher.send()
 
     def get(self, timeout: float | None = None) -> T:  # runs in a greenlet
@@ -154,9 +150,7 @@ class _ThreadToHubChannel(Generic[T]):
             self._ready.wait(remaining)
 
     def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
+        super().close()
         self._watcher.send()
         # The watcher is released when the consumer drops the channel; closing
         # it here could race a producer's final ``send()``.
