@@ -27,6 +27,7 @@ from .concurrency import get_driver
 from .errors import register_error_handlers
 from .extension import Chatstream
 from .generation import Runner
+from .heartbeat import Ticker
 from .limits import init_limits
 from .streams import MemoryStreamStore
 from .streams import StreamStore
@@ -86,7 +87,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         adapter_name=factory.name,
         config=dict(app.config),
     )
-    shutdown.register(app.extensions["chatstream"])
+    ext = app.extensions["chatstream"]
+    ext.ticker = Ticker(ext, app.config["HEARTBEAT_S"])
+    shutdown.register(ext)
     log.info("chatstream ready: %s driver=%s", settings.summary(app.config), driver.name)
 
     register_error_handlers(app)

@@ -230,14 +230,16 @@ class Driver:
         self.name = name or ("gevent" if gevent_active() else "threading")
         if self.name not in ("gevent", "threading"):
             raise ValueError(f"unknown concurrency driver {self.name!r}")
-
-    def event(self) -> EventLike:
         if self.name == "gevent":
             import gevent.event
 
-            ev: EventLike = gevent.event.Event()
-            return ev
-        return threading.Event()
+            self._event_class: Callable[[], EventLike] = gevent.event.Event
+        else:
+            self._event_class = threading.Event
+
+    def event(self) -> EventLike:
+        """A new event (called on the hot path: one class lookup, no import)."""
+        return self._event_class()
 
     def spawn(self, fn: Callable[..., object], *args: object) -> object:
         """Run ``fn(*args)`` concurrently (a greenlet, or a daemon thread)."""

@@ -25,6 +25,8 @@ class Chatstream:
     readers: int = 0
     #: Set by :mod:`chatstream.shutdown`: readers are told to reconnect.
     draining: bool = False
+    #: Wakes waiting readers every ``HEARTBEAT_S`` (set up by ``create_app``).
+    ticker: Any = None
 
 
 def state() -> Chatstream:

@@ -109,7 +109,7 @@ class _Reader:
         self._stream_id = stream_id
         self._buffer = buffer
         self.member = f"{store.instance}:{next(self._ids)}"
-        self.read: Callable[[int, float], Chunk] = buffer.read
+        self.read: Callable[[int, float | None], Chunk] = buffer.read
         self._closed = False
 
     def close(self) -> None:

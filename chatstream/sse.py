@@ -25,6 +25,10 @@ from collections.abc import Mapping
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
+#: One encoder for every event: ``json.dumps`` with non-default arguments
+#: would build a new ``JSONEncoder`` per call, once per token.
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
 #: A comment line; proxies and browsers see traffic, EventSource ignores it.
 HEARTBEAT = b": ping\n\n"
 
@@ -69,8 +73,7 @@ def encode_json(
     ``ensure_ascii=False`` keeps UTF-8 text compact; U+2028/U+2029 are legal
     inside SSE data lines (only CR and LF end a line) and inside JSON strings.
     """
-    data = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
-    return f"id: {id}\nevent: {event}\ndata: {data}\n\n".encode()
+    return f"id: {id}\nevent: {event}\ndata: {_JSON(payload)}\n\n".encode()
 
 
 def retry_line(milliseconds: int) -> bytes:

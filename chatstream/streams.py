@@ -20,6 +20,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 from typing import Protocol
 
 from .concurrency import Driver
@@ -34,9 +35,8 @@ def new_stream_id() -> str:
     return secrets.token_urlsafe(ID_BYTES)
 
 
-@dataclass(frozen=True, slots=True)
-class Chunk:
-    """What one read returns.
+class Chunk(NamedTuple):
+    """What one read returns (a tuple: one is made per read, on the hot path).
 
     :param data: the frames after the reader's position, joined (maybe empty).
     :param last_id: the id of the last frame in ``data`` (or the position).
@@ -74,7 +74,7 @@ class StreamWriter(Protocol):
 
 
 class StreamReader(Protocol):
-    def read(self, after: int, timeout: float) -> Chunk: ...
+    def read(self, after: int, timeout: float | None) -> Chunk: ...
     def close(self) -> None: ...
 
 
@@ -147,8 +147,11 @@ class EventBuffer:
             return Chunk(b"".join(frames[after:count]), count, finished)
         return Chunk(b"", after, finished)
 
-    def read(self, after: int, timeout: float) -> Chunk:
-        """The frames after event ``after``, waiting up to ``timeout`` for some."""
+    def read(self, after: int, timeout: float | None) -> Chunk:
+        """The frames after event ``after``, waiting up to ``timeout`` for some.
+
+        With ``timeout=None`` it waits until a frame comes or :meth:`wake`.
+        """
         chunk = self.take(after)
         if chunk.data or chunk.finished:
             return chunk

@@ -3,8 +3,9 @@
 Under WSGI a client disconnect is noticed only when a write fails; the server
 then closes the response iterable and ``GeneratorExit`` is raised at the
 current ``yield`` (pallets/flask#4385). So the generator never waits longer
-than one heartbeat: it reads the store with a timeout and writes ``: ping``
-when nothing came, and it detaches from the stream in ``finally``.
+than one heartbeat: the app's :class:`~chatstream.heartbeat.Ticker` wakes it
+every ``HEARTBEAT_S``, it writes ``: ping`` when nothing came, and it detaches
+from the stream in ``finally``.
 Data is passed to the generator as arguments (no ``stream_with_context``).
 """
 
@@ -49,18 +50,20 @@ def _last_event_id(last_id: int) -> int:
 
 
 def _events(
-    ext: Chatstream, stream_id: str, after: int, heartbeat_s: float, retry_ms: int
+    ext: Chatstream, stream_id: str, after: int, retry_ms: int
 ) -> Iterator[bytes]:
     try:
         reader = ext.store.open_reader(stream_id)
     except NotFound:
         return
     ext.readers += 1
+    ext.ticker.ensure()
     metrics.READERS_ACTIVE.inc()
     try:
         yield sse.retry_line(retry_ms)
         while True:
-            chunk = reader.read(after, heartbeat_s)
+            # No timeout: the app's heartbeat ticker wakes us every HEARTBEAT_S.
+            chunk = reader.read(after, None)
             if ext.draining and not chunk.finished:
                 yield chunk.data + shutdown.RECONNECT
                 return
@@ -79,10 +82,7 @@ def _events(
 
 def event_stream(stream_id: str, after: int) -> Response:
     """The SSE response for ``stream_id``, starting after event ``after``."""
-    config = current_app.config
-    generator = _events(
-        state(), stream_id, after, config["HEARTBEAT_S"], config["RETRY_MS"]
-    )
+    generator = _events(state(), stream_id, after, current_app.config["RETRY_MS"])
     return Response(
         generator, status=200, headers=SSE_HEADERS, content_type="text/event-stream"
     )
