@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import sys
 import time
 from datetime import UTC
@@ -89,6 +90,10 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def _measure_clean(
     args: argparse.Namespace, name: str, sc: Scenario, logdir: Path, run: int
 ) -> dict[str, Any]:
@@ -123,6 +128,10 @@ def _measure_clean(
 def main(argv: list[str] | None = None) -> int:
     """Run the selected scenarios and print the markdown report."""
     args = _args(argv)
+    # Stop cleanly (servers and load generator included, via the runner's
+    # finally blocks) on SIGTERM, and on SIGINT even when started in the background.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     raise_nofile_limit()  # inherited by the servers and the load generator
     runs = args.runs or (1 if args.quick else 2)
     scenarios = [

@@ -24,6 +24,7 @@ from bench.scenarios import Scenario
 from bench.scenarios import figures
 from bench.server import Server
 from bench.server import ServerError
+from bench.server import boost_autogroup
 from bench.server import free_port
 from bench.server import start_redis
 from bench.targets import ROOT
@@ -119,8 +120,14 @@ def measure(
             json.dumps(cfg),
         ]
         gen = subprocess.Popen(
-            cmd, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            cmd,
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # an autogroup of its own, boosted next
         )
+        boost_autogroup(gen.pid)
         assert gen.stdin is not None and gen.stdout is not None
         lines = _Lines(gen.stdout)
         msg = lines.next(60)
