@@ -219,6 +219,63 @@ def _destroying_hub(fn: Callable[..., object], *args: object) -> None:
             hub.destroy(destroy_loop=True)
 
 
+class Sleeper(Protocol):
+    def sleep(self, seconds: float) -> bool:
+        """Sleep; :returns: True if :meth:`interrupt` cut it short (or had)."""
+
+    def interrupt(self) -> None:
+        """End the current and every later :meth:`sleep` at once."""
+
+
+class _ThreadSleeper:
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def sleep(self, seconds: float) -> bool:
+        return self._event.wait(seconds)
+
+    def interrupt(self) -> None:
+        self._event.set()
+
+
+class _GreenletSleeper:
+    """An interruptible ``gevent.sleep``.
+
+    ``Event.wait(timeout)`` arms a :class:`gevent.Timeout` (an exception
+    object, a context manager and a timer) per call; a model that sleeps
+    between tokens would pay that per token. This waits on one loop timer and
+    a :class:`gevent.hub.Waiter`, as ``gevent.sleep`` does, and
+    :meth:`interrupt` wakes it from any greenlet through the hub.
+    """
+
+    def __init__(self) -> None:
+        import gevent
+
+        self._hub = gevent.get_hub()
+        self._waiter: Any = None
+        self._interrupted = False
+
+    def sleep(self, seconds: float) -> bool:
+        from gevent.hub import Waiter
+
+        if self._interrupted:
+            return True
+        waiter = self._waiter = Waiter(self._hub)
+        timer = self._hub.loop.timer(seconds)
+        timer.start(waiter.switch, False)
+        try:
+            return bool(waiter.get())
+        finally:
+            timer.close()
+            self._waiter = None
+
+    def interrupt(self) -> None:
+        self._interrupted = True
+        waiter = self._waiter
+        if waiter is not None:  # Waiter.switch must run in the hub
+            self._hub.loop.run_callback(waiter.switch, True)
+
+
 class Driver:
     """Concurrency primitives for one process, fixed at start-up.
 
@@ -240,6 +297,10 @@ class Driver:
     def event(self) -> EventLike:
         """A new event (called on the hot path: one class lookup, no import)."""
         return self._event_class()
+
+    def sleeper(self) -> Sleeper:
+        """A sleep that another greenlet or thread can cut short."""
+        return _GreenletSleeper() if self.name == "gevent" else _ThreadSleeper()
 
     def spawn(self, fn: Callable[..., object], *args: object) -> object:
         """Run ``fn(*args)`` concurrently (a greenlet, or a daemon thread)."""

@@ -185,7 +185,7 @@ class Runner:
                 seq += 1
                 if seq == 1:
                     first_token_at = time.monotonic()
-                writer.append([sse.encode_json({"token": item}, event="newToken", id=seq)])
+                writer.append([sse.encode_token(item, seq)])
                 if seq % YIELD_EVERY == 0:
                     self.driver.sleep(0)
                 if writer.cancel_reason is not None:

@@ -73,8 +73,8 @@ class DemoAdapter:
 
     def __init__(self, delay_ms: int) -> None:
         self._delay_s = delay_ms / 1000
-        self._driver = get_driver()
-        self._closed = self._driver.event()
+        self._sleeper = get_driver().sleeper()
+        self._closed = False
 
     def stream(self, request: GenerationRequest) -> Iterator[str | Finish]:
         options = request.options
@@ -86,11 +86,9 @@ class DemoAdapter:
             count = len(pieces)
         delay = options.get("delay_ms", self._delay_s * 1000) / 1000
         for index, piece in enumerate(pieces):
-            if index and delay:
-                # Waiting on the close event (not sleeping) makes cancel prompt.
-                if self._closed.wait(delay):
-                    return
-            if self._closed.is_set():
+            if index and delay and self._sleeper.sleep(delay):
+                return  # close() cut the delay short: cancel is prompt
+            if self._closed:
                 return
             yield piece
         prompt_tokens = sum(len(m["content"].split()) for m in request.messages)
@@ -102,7 +100,8 @@ class DemoAdapter:
         yield Finish("stop", usage)
 
     def close(self) -> None:
-        self._closed.set()
+        self._closed = True
+        self._sleeper.interrupt()
 
 
 def _bounded_int(options: Mapping[str, Any], key: str, high: int) -> int | None:

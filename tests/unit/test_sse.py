@@ -101,3 +101,11 @@ def test_raw_data_round_trips_modulo_line_break_normalisation(data):
     events = parse([sse.encode(data, event="m", id="1")])
     expected = data.replace("\r\n", "\n").replace("\r", "\n")
     assert [e.data for e in events] == [expected]
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=TEXT, event_id=st.integers(1, 10**9))
+def test_encode_token_is_encode_json_for_any_text(text, event_id):
+    assert sse.encode_token(text, event_id) == sse.encode_json(
+        {"token": text}, event="newToken", id=event_id
+    )
