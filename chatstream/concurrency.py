@@ -250,17 +250,17 @@ class _GreenletSleeper:
 
     def __init__(self) -> None:
         import gevent
+        from gevent.hub import Waiter
 
         self._hub = gevent.get_hub()
+        self._new_waiter = Waiter
         self._waiter: Any = None
         self._interrupted = False
 
     def sleep(self, seconds: float) -> bool:
-        from gevent.hub import Waiter
-
         if self._interrupted:
             return True
-        waiter = self._waiter = Waiter(self._hub)
+        waiter = self._waiter = self._new_waiter(self._hub)
         timer = self._hub.loop.timer(seconds)
         timer.start(waiter.switch, False)
         try:
