@@ -141,9 +141,7 @@ def _check_origin() -> None:
             raise Forbidden("Cross-site requests are not accepted.")
         return
     if not same_origin(origin):
-        log.warning(
-            "refused %s %s from origin %r", request.method, request.path, origin[:100]
-        )
+        log.warning("refused %s %s from origin %r", request.method, request.path, origin[:100])
         raise Forbidden("Cross-origin requests are not accepted.")
 
 

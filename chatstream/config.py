@@ -72,9 +72,7 @@ PLAIN_ENV = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "SECRET_KEY")
 SECRET_SETTINGS = ("ACCESS_PASSWORD", "API_TOKENS")
 
 #: One rate of Flask-Limiter's notation (``limits`` ``parse_many``), e.g. ``30/minute``.
-_RATE = re.compile(
-    r"[0-9]+\s*(?:/|per)\s*(?:[0-9]+\s*)?(?:second|minute|hour|day|month|year)s?"
-)
+_RATE = re.compile(r"[0-9]+\s*(?:/|per)\s*(?:[0-9]+\s*)?(?:second|minute|hour|day|month|year)s?")
 #: ``CHATSTREAM_RATE_LIMIT`` values that turn rate limiting off.
 RATE_LIMIT_OFF = ("0", "off", "false", "none", "no")
 
@@ -182,9 +180,7 @@ def _check(key: str, setting: Setting, value: Any) -> Any:
     if setting.kind is list:
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, list | tuple) or not all(
-            isinstance(v, str) and v for v in value
-        ):
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v for v in value):
             raise _bad(key, value, "a comma-separated list of names")
         return list(value)
     if setting.kind is str:

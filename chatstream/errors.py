@@ -34,7 +34,6 @@ generation runner stores an ``error`` event and ends the stream.
 
 from __future__ import annotations
 
-
 from flask import Flask
 from flask import Response
 from flask import jsonify
@@ -232,5 +231,3 @@ def register_error_handlers(app: Flask) -> None:
     def _unexpected(exc: Exception) -> Response:
         app.logger.exception("unhandled error")
         return error_response(500, "internal_error", "Internal server error.")
-
-

@@ -211,8 +211,12 @@ class Runner:
         )
         log.info(
             "stream ended",
-            extra={"stream_id": generation.stream_id[:8], "reason": error_code or reason,
-                   "tokens": seq, "duration_ms": round((ended - generation.started) * 1000)},
+            extra={
+                "stream_id": generation.stream_id[:8],
+                "reason": error_code or reason,
+                "tokens": seq,
+                "duration_ms": round((ended - generation.started) * 1000),
+            },
         )
 
     def _release(self, client: str | None) -> None:
@@ -238,9 +242,7 @@ class Runner:
         if failure is not None:
             if not isinstance(failure, ChatstreamError):
                 log.error("generation failed", exc_info=failure)
-                failure = ChatstreamError(
-                    "The model failed to answer.", code="generation_failed"
-                )
+                failure = ChatstreamError("The model failed to answer.", code="generation_failed")
             frame = sse.encode_json(failure.to_dict(), event="error", id=event_id)
             return frame, "error", failure.code
         payload: dict[str, Any] = {"finish_reason": finish.reason}

@@ -162,12 +162,19 @@ class RedisStreamStore:
     def from_config(cls, config: Mapping[str, Any], driver: Driver) -> RedisStreamStore:
         url = config["REDIS_URL"]
         pool = redis.BlockingConnectionPool.from_url(
-            url, max_connections=POOL_SIZE, timeout=10, socket_timeout=10,
-            socket_connect_timeout=3, health_check_interval=30,
+            url,
+            max_connections=POOL_SIZE,
+            timeout=10,
+            socket_timeout=10,
+            socket_connect_timeout=3,
+            health_check_interval=30,
         )
         block_s = max(config.get("REDIS_BEAT_S", 1.0), 1.0)
         blocking = redis.Redis.from_url(
-            url, socket_timeout=block_s + 10, socket_connect_timeout=3, single_connection_client=True
+            url,
+            socket_timeout=block_s + 10,
+            socket_connect_timeout=3,
+            single_connection_client=True,
         )
         return cls(
             redis.Redis(connection_pool=pool),
@@ -206,8 +213,16 @@ class RedisStreamStore:
         now = time.time()
         try:
             pipe = self.client.pipeline(transaction=False)
-            pipe.hset(meta, mapping={"state": "running", "last": 0, "owner": self.instance,
-                                     "created": now, "beat": now})
+            pipe.hset(
+                meta,
+                mapping={
+                    "state": "running",
+                    "last": 0,
+                    "owner": self.instance,
+                    "created": now,
+                    "beat": now,
+                },
+            )
             pipe.expire(meta, self.running_ttl_s)
             pipe.execute()
         except redis.RedisError as exc:
@@ -290,8 +305,10 @@ class RedisStreamStore:
             return False
         owner = owner.decode() if isinstance(owner, bytes) else str(owner)
         self.client.xadd(
-            scripts.control_key(owner), {"op": "cancel", "id": stream_id, "reason": reason},
-            maxlen=1000, approximate=True,
+            scripts.control_key(owner),
+            {"op": "cancel", "id": stream_id, "reason": reason},
+            maxlen=1000,
+            approximate=True,
         )
         self.client.expire(scripts.control_key(owner), self.running_ttl_s)
         return True
@@ -458,9 +475,12 @@ class RedisStreamStore:
     def _interrupt_if_dead(self, stream_id: str) -> None:
         ev, meta, readers = scripts.keys(stream_id)
         body = sse.encode_json(
-            {"code": "generation_interrupted",
-             "message": "The server generating this answer stopped; please retry."},
-            event="error", id=0,
+            {
+                "code": "generation_interrupted",
+                "message": "The server generating this answer stopped; please retry.",
+            },
+            event="error",
+            id=0,
         ).split(b"\n", 1)[1]
         self._interrupt(
             keys=[ev, meta, readers], args=[time.time(), self.liveness_s, body, self.ttl_s]

@@ -38,9 +38,7 @@ def read_json(request: Request) -> dict[str, Any]:
     :raises BadRequest: malformed JSON, or not an object.
     """
     if not request.is_json:
-        raise UnsupportedMediaType(
-            "Send the prompt as JSON with 'Content-Type: application/json'."
-        )
+        raise UnsupportedMediaType("Send the prompt as JSON with 'Content-Type: application/json'.")
     payload = request.get_json(silent=True)
     if payload is None:
         raise BadRequest("The request body is not valid JSON.", code="invalid_json")
@@ -80,9 +78,7 @@ def _messages(payload: dict[str, Any]) -> list[Message]:
     return messages
 
 
-def parse_submission(
-    payload: dict[str, Any], *, max_chars: int, max_messages: int
-) -> Submission:
+def parse_submission(payload: dict[str, Any], *, max_chars: int, max_messages: int) -> Submission:
     """Check a prompt submission.
 
     :raises BadRequest: wrong shape or empty prompt.
@@ -90,9 +86,7 @@ def parse_submission(
     """
     unknown = set(payload) - KNOWN_KEYS
     if unknown:
-        raise BadRequest(
-            f"Unknown field(s): {', '.join(sorted(unknown))}.", code="invalid_shape"
-        )
+        raise BadRequest(f"Unknown field(s): {', '.join(sorted(unknown))}.", code="invalid_shape")
     messages = _messages(payload)
     if messages[-1]["role"] != "user":
         raise BadRequest("The last message must come from the user.", code="invalid_shape")

@@ -66,9 +66,7 @@ def encode(
     return "".join(parts).encode("utf-8")
 
 
-def encode_json(
-    payload: Mapping[str, object], *, event: str, id: int | str
-) -> bytes:
+def encode_json(payload: Mapping[str, object], *, event: str, id: int | str) -> bytes:
     """Frame one event whose data is compact JSON (never holds a raw newline).
 
     ``ensure_ascii=False`` keeps UTF-8 text compact; U+2028/U+2029 are legal

@@ -231,9 +231,7 @@ class MemoryStreamStore:
 
     def _get(self, stream_id: str) -> _Stream:
         stream = self._streams.get(stream_id)
-        if stream is None or (
-            stream.finished and time.monotonic() - stream.ended_at > self.ttl_s
-        ):
+        if stream is None or (stream.finished and time.monotonic() - stream.ended_at > self.ttl_s):
             raise NotFound("No such stream (unknown id, or it expired).")
         return stream
 
@@ -286,9 +284,7 @@ class MemoryStreamStore:
         """Drop finished streams older than the TTL. :returns: how many."""
         now = time.monotonic()
         expired = [
-            sid
-            for sid, s in self._streams.items()
-            if s.finished and now - s.ended_at > self.ttl_s
+            sid for sid, s in self._streams.items() if s.finished and now - s.ended_at > self.ttl_s
         ]
         for sid in expired:
             del self._streams[sid]

@@ -26,7 +26,8 @@ async def open_stream(port: int) -> asyncio.StreamWriter:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(
         b"POST /api/streaming HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        + f"Content-Length: {len(BODY)}\r\n\r\n".encode() + BODY
+        + f"Content-Length: {len(BODY)}\r\n\r\n".encode()
+        + BODY
     )
     head = await reader.readuntil(b"\r\n\r\n")
     length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
@@ -51,9 +52,13 @@ def main() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     with RedisServer() as redis_server:
-        env = {"CHATSTREAM_REDIS_URL": redis_server.url, "CHATSTREAM_ADAPTER": "demo",
-               "CHATSTREAM_MAX_STREAMS": str(max(counts) * 2), "CHATSTREAM_RATE_LIMIT": "off",
-               "CHATSTREAM_MAX_STREAMS_PER_CLIENT": "0"}
+        env = {
+            "CHATSTREAM_REDIS_URL": redis_server.url,
+            "CHATSTREAM_ADAPTER": "demo",
+            "CHATSTREAM_MAX_STREAMS": str(max(counts) * 2),
+            "CHATSTREAM_RATE_LIMIT": "off",
+            "CHATSTREAM_MAX_STREAMS_PER_CLIENT": "0",
+        }
         with GunicornServer(env, log_dir=tempfile.mkdtemp()) as server:
             print("| open streams | Redis connections (1 gevent worker) |")
             print("| ---: | ---: |")

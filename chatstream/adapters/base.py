@@ -85,9 +85,7 @@ def reject_options(options: Mapping[str, Any]) -> Mapping[str, Any]:
     :raises BadRequest: when any option is given.
     """
     if options:
-        raise BadRequest(
-            "This model takes no options.", code="invalid_options"
-        )
+        raise BadRequest("This model takes no options.", code="invalid_options")
     return {}
 
 

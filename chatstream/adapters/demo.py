@@ -63,9 +63,7 @@ def compose_reply(request: GenerationRequest) -> str:
     prompt = request.messages[-1]["content"]
     quote = "\n".join("> " + line for line in prompt.splitlines() or [""])
     turn = sum(1 for m in request.messages if m["role"] == "user")
-    return REPLY.format(
-        quote=quote, words=len(prompt.split()), chars=len(prompt), turn=turn
-    )
+    return REPLY.format(quote=quote, words=len(prompt.split()), chars=len(prompt), turn=turn)
 
 
 class DemoAdapter:

@@ -177,9 +177,7 @@ def _handler_class() -> type[Any]:
             # Content may be a list of blocks (Anthropic, output_version="v1").
             self._send(token if isinstance(token, str) else getattr(chunk, "text", ""))
 
-        def on_llm_end(
-            self, response: Any, *, run_id: Any = None, **kwargs: Any
-        ) -> None:
+        def on_llm_end(self, response: Any, *, run_id: Any = None, **kwargs: Any) -> None:
             generations = [g for gens in response.generations for g in gens]
             if run_id not in self._streamed:
                 # A model without ``_stream`` answers in one piece: one token.
@@ -304,9 +302,7 @@ def _user_factory(spec: str) -> Callable[[str], Any]:
     try:
         make = getattr(importlib.import_module(module_name), attr) if attr else None
     except (ImportError, AttributeError) as exc:
-        raise ConfigError(
-            f"CHATSTREAM_LANGCHAIN_FACTORY={spec!r}: cannot import: {exc}"
-        ) from exc
+        raise ConfigError(f"CHATSTREAM_LANGCHAIN_FACTORY={spec!r}: cannot import: {exc}") from exc
     if not callable(make):
         raise ConfigError(
             f"CHATSTREAM_LANGCHAIN_FACTORY={spec!r} is invalid: expected "

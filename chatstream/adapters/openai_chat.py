@@ -62,9 +62,7 @@ def translate(exc: Exception, *, streaming: bool) -> UpstreamError:
             return UpstreamDropped("The connection to the model server dropped mid-answer.")
         return UpstreamUnavailable("The model server cannot be reached.")
     if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
-        return UpstreamAuthError(
-            f"The model server refused the API key: {_detail(exc)}"
-        )
+        return UpstreamAuthError(f"The model server refused the API key: {_detail(exc)}")
     if isinstance(exc, openai.RateLimitError):
         return UpstreamRateLimited(
             f"The model server is rate limiting; try again later: {_detail(exc)}"

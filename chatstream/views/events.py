@@ -49,9 +49,7 @@ def _last_event_id(last_id: int) -> int:
     return int(raw)
 
 
-def _events(
-    ext: Chatstream, stream_id: str, after: int, retry_ms: int
-) -> Iterator[bytes]:
+def _events(ext: Chatstream, stream_id: str, after: int, retry_ms: int) -> Iterator[bytes]:
     try:
         reader = ext.store.open_reader(stream_id)
     except NotFound:
@@ -83,9 +81,7 @@ def _events(
 def event_stream(stream_id: str, after: int) -> Response:
     """The SSE response for ``stream_id``, starting after event ``after``."""
     generator = _events(state(), stream_id, after, current_app.config["RETRY_MS"])
-    return Response(
-        generator, status=200, headers=SSE_HEADERS, content_type="text/event-stream"
-    )
+    return Response(generator, status=200, headers=SSE_HEADERS, content_type="text/event-stream")
 
 
 def _resume(stream_id: str) -> Response:

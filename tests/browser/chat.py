@@ -54,8 +54,7 @@ class ChatPage:
     def set_options(self, **options: Any) -> None:
         """Make the next POSTs carry demo ``options`` (``tokens``, ``delay_ms``...)."""
         self.page.evaluate(
-            "o => { window.chatstreamRequestExtra ="
-            " Object.keys(o).length ? {options: o} : null }",
+            "o => { window.chatstreamRequestExtra = Object.keys(o).length ? {options: o} : null }",
             options,
         )
 
@@ -88,14 +87,11 @@ class ChatPage:
 
         :returns: the new count.
         """
-        self.page.wait_for_function(
-            f"n => ({_COUNT_JS})() > n", arg=count, timeout=WAIT_MS
-        )
+        self.page.wait_for_function(f"n => ({_COUNT_JS})() > n", arg=count, timeout=WAIT_MS)
         return self.shown_numbers()
 
     def saved_state(self) -> dict[str, Any]:
         state: dict[str, Any] = self.page.evaluate(
-            "() => JSON.parse("
-            "localStorage.getItem('chatstream.conversations.v1') || 'null')"
+            "() => JSON.parse(localStorage.getItem('chatstream.conversations.v1') || 'null')"
         )
         return state

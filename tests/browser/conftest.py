@@ -69,9 +69,7 @@ def browser_type_launch_args(
 def chat_server(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[GunicornServer]:
-    with GunicornServer(
-        SERVER_ENV, log_dir=tmp_path_factory.mktemp("browser-server")
-    ) as srv:
+    with GunicornServer(SERVER_ENV, log_dir=tmp_path_factory.mktemp("browser-server")) as srv:
         yield srv
 
 
@@ -81,9 +79,7 @@ def base_url(chat_server: GunicornServer) -> str:
 
 
 @pytest.fixture(scope="session")
-def browser_context_args(
-    browser_context_args: dict[str, Any], base_url: str
-) -> dict[str, Any]:
+def browser_context_args(browser_context_args: dict[str, Any], base_url: str) -> dict[str, Any]:
     return {
         **browser_context_args,
         "base_url": base_url,

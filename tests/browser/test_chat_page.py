@@ -92,9 +92,7 @@ def test_markdown_is_rendered_at_most_once_per_animation_frame(
       };
       window.cancelAnimationFrame = () => {};
     }""")
-    run_frames = (
-        "() => window.__frames.splice(0).forEach((cb) => cb(performance.now()))"
-    )
+    run_frames = "() => window.__frames.splice(0).forEach((cb) => cb(performance.now()))"
     chat.set_options(tokens=40, delay_ms=60)
     chat.send("batch me")
     # Wait until several tokens have arrived (the page saves the growing answer
@@ -115,9 +113,7 @@ def test_markdown_is_rendered_at_most_once_per_animation_frame(
     shown = chat.shown_numbers()
     assert shown >= 5
     assert numbers(40).startswith(chat.last_text())
-    chat.page.wait_for_function(
-        "() => window.__requested === 2", polling=50, timeout=WAIT_MS
-    )
+    chat.page.wait_for_function("() => window.__requested === 2", polling=50, timeout=WAIT_MS)
     chat.page.evaluate(run_frames)
     assert chat.shown_numbers() > shown  # the token that asked for this frame
     chat.wait_done()  # `end` renders the final text at once, frame or not
@@ -223,9 +219,7 @@ def test_stop_mid_stream_keeps_the_partial_answer_and_cancels_on_the_server(
     stream_url = base_url + posted.value.json()["stream_url"]
     shown = chat.wait_numbers_above(3)
 
-    with chat.page.expect_request(
-        lambda r: r.method == "DELETE" and r.url == stream_url
-    ):
+    with chat.page.expect_request(lambda r: r.method == "DELETE" and r.url == stream_url):
         chat.stop_button.click()
     answer = chat.wait_done("stopped")
     expect(answer.locator(".msg-note")).to_have_text("Stopped")
@@ -260,9 +254,7 @@ def test_regenerate_replaces_the_last_answer(chat: ChatPage) -> None:
     chat.set_options(tokens=7, delay_ms=0)
     with chat.page.expect_request(is_stream_post) as req:
         chat.last_answer.locator("button[data-action=regenerate]").click()
-    assert req.value.post_data_json["messages"] == [
-        {"role": "user", "content": "first"}
-    ]
+    assert req.value.post_data_json["messages"] == [{"role": "user", "content": "first"}]
     chat.wait_done()
     expect(chat.answers).to_have_count(1)
     assert chat.last_text() == numbers(7)
@@ -299,9 +291,7 @@ def test_edit_and_resend_the_last_prompt(chat: ChatPage) -> None:
     chat.set_options(tokens=5, delay_ms=0)
     with chat.page.expect_request(is_stream_post) as req:
         box.press("Enter")
-    assert req.value.post_data_json["messages"] == [
-        {"role": "user", "content": "first"}
-    ]
+    assert req.value.post_data_json["messages"] == [{"role": "user", "content": "first"}]
     chat.wait_done()
     expect(chat.user_messages).to_have_count(1)
     expect(chat.user_messages.last.locator(".bubble")).to_have_text("first")
@@ -334,9 +324,7 @@ def _record_stream_gets(chat: ChatPage) -> list[PwRequest]:
     gets: list[PwRequest] = []
     chat.page.on(
         "request",
-        lambda r: (
-            gets.append(r) if r.method == "GET" and "/api/streaming/" in r.url else None
-        ),
+        lambda r: gets.append(r) if r.method == "GET" and "/api/streaming/" in r.url else None,
     )
     return gets
 
@@ -344,9 +332,7 @@ def _record_stream_gets(chat: ChatPage) -> list[PwRequest]:
 STREAM_GET = re.compile(r".*/api/streaming/[^/]+$")
 
 
-def test_cut_connection_resumes_after_last_event_id(
-    chat: ChatPage, base_url: str
-) -> None:
+def test_cut_connection_resumes_after_last_event_id(chat: ChatPage, base_url: str) -> None:
     """The first connection ends after 10 events; the rest comes from the server.
 
     The browser's first GET is answered by the test with the server's own first
@@ -369,9 +355,7 @@ def test_cut_connection_resumes_after_last_event_id(
             for event in source.iter_sse():
                 if not event.data:  # the leading `retry:` field, not an event
                     continue
-                frames.append(
-                    f"id: {event.id}\nevent: {event.event}\ndata: {event.data}\n\n"
-                )
+                frames.append(f"id: {event.id}\nevent: {event.event}\ndata: {event.data}\n\n")
                 forwarded.append(event.id)
                 if len(forwarded) == 10:
                     break
@@ -397,9 +381,7 @@ def test_cut_connection_resumes_after_last_event_id(
     expect(chat.last_answer.locator(".msg-note")).to_have_count(0)
 
 
-def test_graceful_restart_notice_reconnects_and_resumes(
-    chat: ChatPage, base_url: str
-) -> None:
+def test_graceful_restart_notice_reconnects_and_resumes(chat: ChatPage, base_url: str) -> None:
     """A server draining on SIGTERM sends ``error`` with ``reconnect: true``.
 
     That event has no id: the page must not treat it as a failure but let
@@ -498,9 +480,7 @@ def test_server_error_event_shows_a_message_and_retry_works(chat: ChatPage) -> N
     with chat.page.expect_request(is_stream_post) as req:
         note.get_by_role("button", name="Retry").click()
     # The failed partial answer is replaced, not sent back as history.
-    assert req.value.post_data_json["messages"] == [
-        {"role": "user", "content": "hello"}
-    ]
+    assert req.value.post_data_json["messages"] == [{"role": "user", "content": "hello"}]
     chat.wait_done()
     expect(chat.answers).to_have_count(1)
     assert chat.last_text() == numbers(3)
@@ -512,17 +492,13 @@ def test_http_error_on_submit_is_readable(chat: ChatPage) -> None:
             status=503,
             headers={"Retry-After": "7"},
             content_type="application/json",
-            body=json.dumps(
-                {"error": {"code": "overloaded", "message": "Too many streams."}}
-            ),
+            body=json.dumps({"error": {"code": "overloaded", "message": "Too many streams."}}),
         )
 
     chat.page.route("**/api/streaming", busy)
     chat.send("hello")
     answer = chat.wait_done("error")
-    expect(answer.locator(".msg-note")).to_contain_text(
-        "Too many streams. Try again in 7 s."
-    )
+    expect(answer.locator(".msg-note")).to_contain_text("Too many streams. Try again in 7 s.")
     expect(answer.get_by_role("button", name="Retry")).to_be_visible()
 
 

@@ -105,9 +105,7 @@ def tokens(
     usage: bool = True,
 ) -> StreamScenario:
     """Stream ``items``, waiting ``delay_s`` before each, then finish normally."""
-    return StreamScenario(
-        tuple(items), delay_s=delay_s, finish_reason=finish_reason, usage=usage
-    )
+    return StreamScenario(tuple(items), delay_s=delay_s, finish_reason=finish_reason, usage=usage)
 
 
 def http_error(
@@ -126,9 +124,7 @@ def drop_after(n_tokens: int, items: Sequence[str] | None = None) -> StreamScena
     return StreamScenario(_maybe_tuple(items), n_tokens, end="drop")
 
 
-def stream_error_after(
-    n: int, message: str, items: Sequence[str] | None = None
-) -> StreamScenario:
+def stream_error_after(n: int, message: str, items: Sequence[str] | None = None) -> StreamScenario:
     """Send ``n`` tokens, then ``data: {"error": {...}}`` and end the body."""
     return StreamScenario(_maybe_tuple(items), n, end="error", error_message=message)
 
@@ -271,9 +267,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def _stream(
-        self, record: ResponseRecord, plan: StreamScenario, body: dict[str, Any]
-    ) -> None:
+    def _stream(self, record: ResponseRecord, plan: StreamScenario, body: dict[str, Any]) -> None:
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         base = {
             "id": f"chatcmpl-fake{id(record):x}",
@@ -284,9 +278,7 @@ class _Handler(BaseHTTPRequestHandler):
         }
         tail: dict[str, Any] = {"usage": None} if include_usage else {}
 
-        def chunk(
-            delta: dict[str, str], finish_reason: str | None = None
-        ) -> dict[str, Any]:
+        def chunk(delta: dict[str, str], finish_reason: str | None = None) -> dict[str, Any]:
             choice = {
                 "index": 0,
                 "delta": delta,
@@ -295,9 +287,7 @@ class _Handler(BaseHTTPRequestHandler):
             }
             return {**base, "choices": [choice], **tail}
 
-        items = (
-            plan.tokens if plan.tokens is not None else self.server.fake.default_tokens
-        )
+        items = plan.tokens if plan.tokens is not None else self.server.fake.default_tokens
         if plan.count is not None:
             items = tuple(islice(cycle(items), plan.count))
         record.status = 200
@@ -335,9 +325,7 @@ class _Handler(BaseHTTPRequestHandler):
                 record.client_closed.set()
 
     def _event(self, data: dict[str, Any] | str) -> None:
-        text = (
-            data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
-        )
+        text = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
         payload = b"data: " + text.encode() + b"\n\n"
         # One chunk per event, written straight to the socket (wbufsize is 0).
         self.wfile.write(b"%x\r\n%s\r\n" % (len(payload), payload))
@@ -346,9 +334,7 @@ class _Handler(BaseHTTPRequestHandler):
         """Wait ``seconds``; ``False`` if the client or the server ended first."""
         deadline = time.monotonic() + seconds
         while (remaining := deadline - time.monotonic()) > 0:
-            readable, _, _ = select.select(
-                [self.connection], [], [], min(remaining, 0.05)
-            )
+            readable, _, _ = select.select([self.connection], [], [], min(remaining, 0.05))
             # Check after select(): stop() shuts the socket, which also reads as EOF.
             if self.server.stopping.is_set():
                 self.close_connection = True
@@ -512,15 +498,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     :param argv: command-line arguments, ``sys.argv[1:]`` when ``None``.
     """
-    parser = argparse.ArgumentParser(
-        description="Run a fake OpenAI chat-completions server."
-    )
+    parser = argparse.ArgumentParser(description="Run a fake OpenAI chat-completions server.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--text", help="reply text, split into word tokens")
-    parser.add_argument(
-        "--delay", type=float, default=0.0, help="seconds before each token"
-    )
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds before each token")
     args = parser.parse_args(argv)
     items = re.findall(r"\s*\S+", args.text) if args.text else DEFAULT_TOKENS
     done = threading.Event()

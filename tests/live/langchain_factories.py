@@ -59,17 +59,13 @@ class EchoModel(GenericFakeChatModel):
         run_manager: Any = None,
         **kw: Any,
     ) -> ChatResult:
-        return ChatResult(
-            generations=[ChatGeneration(message=AIMessage(echo_text(messages)))]
-        )
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(echo_text(messages)))])
 
 
 class FailingModel(GenericFakeChatModel):
     """Streams ``a b c`` (five tokens with the spaces), then raises."""
 
-    def _stream(
-        self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any
-    ):
+    def _stream(self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any):
         for token in FAIL_TOKENS:
             yield ChatGenerationChunk(message=AIMessageChunk(content=token))
         raise RuntimeError("the fake model exploded mid-answer")
@@ -94,9 +90,7 @@ class GatedModel(BaseChatModel):
     def _llm_type(self) -> str:
         return "gated-fake"
 
-    def _generate(
-        self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any
-    ):
+    def _generate(self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any):
         raise NotImplementedError("streams only")
 
     def _stream(

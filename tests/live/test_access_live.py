@@ -86,16 +86,12 @@ def test_without_access_every_api_call_is_a_json_401(server, client):
 
 def test_a_browser_is_sent_to_the_login_form(server, client):
     response = client.get(server.url + "/", headers={"Accept": "text/html"})
-    assert (
-        response.status_code == 302 and response.headers["location"] == "/login?next=/"
-    )
+    assert response.status_code == 302 and response.headers["location"] == "/login?next=/"
     form = client.get(server.url + "/login?next=/")
     assert form.status_code == 200 and 'type="password"' in form.text
 
 
-@pytest.mark.parametrize(
-    "path", ["/healthz", "/readyz", "/metrics", "/static/css/login.css"]
-)
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics", "/static/css/login.css"])
 def test_probes_metrics_and_assets_stay_open(server, client, path):
     assert client.get(server.url + path).status_code == 200
 
@@ -163,9 +159,7 @@ def test_bearer_token_for_programmatic_clients(server, client):
 def test_cross_origin_post_is_403(server, client):
     log_in(client, server)
     for origin in ("http://evil.example", "null"):
-        response = client.post(
-            server.url + "/api/streaming", json=SLOW, headers={"Origin": origin}
-        )
+        response = client.post(server.url + "/api/streaming", json=SLOW, headers={"Origin": origin})
         assert_json_error(response, 403, "cross_origin")
     response = client.post(
         server.url + "/api/streaming",
@@ -222,22 +216,15 @@ def test_rate_limit_is_a_json_429_with_retry_after(server, client):
             json={"prompt": "x", "options": {"tokens": 1}},
         )
         assert response.status_code == 202
-        read_events(
-            client, server.url + response.json()["stream_url"]
-        )  # ends: frees the slot
+        read_events(client, server.url + response.json()["stream_url"])  # ends: frees the slot
     limited = client.post(server.url + "/api/streaming", json={"prompt": "x"})
     assert_json_error(limited, 429, "rate_limited")
     assert 1 <= int(limited.headers["retry-after"]) <= 61
     # Reads are never limited: a reconnecting EventSource is not refused.
     assert client.get(server.url + "/healthz").status_code == 200
-    with client_from(
-        f"127.0.0.{next(_addresses)}"
-    ) as other:  # another address, own budget
+    with client_from(f"127.0.0.{next(_addresses)}") as other:  # another address, own budget
         other.headers.update(BEARER)
-        assert (
-            other.post(server.url + "/api/streaming", json={"prompt": "x"}).status_code
-            == 202
-        )
+        assert other.post(server.url + "/api/streaming", json={"prompt": "x"}).status_code == 202
 
 
 @pytest.mark.redis
@@ -256,15 +243,11 @@ def test_rate_limit_is_shared_by_instances_through_redis(tmp_path):
         ):
             with client_from(f"127.0.0.{next(_addresses)}") as client:
                 codes = [
-                    client.post(
-                        srv.url + "/api/streaming", json={"prompt": ""}
-                    ).status_code
+                    client.post(srv.url + "/api/streaming", json={"prompt": ""}).status_code
                     for srv in (a, b, a)
                 ]
                 assert codes == [400, 400, 400]  # refused prompts still count
                 for srv in (b, a):
-                    response = client.post(
-                        srv.url + "/api/streaming", json={"prompt": "x"}
-                    )
+                    response = client.post(srv.url + "/api/streaming", json={"prompt": "x"})
                     assert_json_error(response, 429, "rate_limited")
                     assert int(response.headers["retry-after"]) >= 1

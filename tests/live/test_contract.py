@@ -154,11 +154,19 @@ def test_heartbeat_while_the_model_is_silent(server, client):
 @pytest.mark.parametrize(
     ("kwargs", "status", "code"),
     [
-        ({"content": b"{oops", "headers": {"Content-Type": "application/json"}}, 400, "invalid_json"),
+        (
+            {"content": b"{oops", "headers": {"Content-Type": "application/json"}},
+            400,
+            "invalid_json",
+        ),
         ({"json": {"prompt": ""}}, 400, "empty_prompt"),
         ({"json": {"messages": "nope"}}, 400, "invalid_shape"),
         ({"json": {"prompt": "x" * 40_000}}, 413, "payload_too_large"),
-        ({"content": b"hi", "headers": {"Content-Type": "text/plain"}}, 415, "unsupported_media_type"),
+        (
+            {"content": b"hi", "headers": {"Content-Type": "text/plain"}},
+            415,
+            "unsupported_media_type",
+        ),
         ({"json": {"prompt": "x", "model": "nope"}}, 400, "unknown_model"),
     ],
 )

@@ -205,9 +205,7 @@ def test_chat_openai_many_requests_in_one_worker(openai_server, fake_openai, cli
         assert new_tokens(events) == [f"answer {i}"], events
 
 
-def test_generations_leave_no_threads_or_descriptors_behind(
-    openai_server, fake_openai, client
-):
+def test_generations_leave_no_threads_or_descriptors_behind(openai_server, fake_openai, client):
     # A native producer thread that touched gevent (sockets, DNS) got a hub,
     # a loop and a resolver pool of its own: all must go with the thread.
     pid = openai_server.worker_pids()[0]

@@ -72,9 +72,7 @@ def test_first_token_arrives_while_the_model_is_still_generating(proxy, client):
     # only). The client cancels as soon as it sees token 0, so token 1 is
     # never generated: token 0 can only arrive if no buffer or compressor
     # between gunicorn and the client held it back waiting for more bytes.
-    url = submit(
-        client, proxy.url, prompt="x", options={"tokens": 2, "delay_ms": 10_000}
-    )
+    url = submit(client, proxy.url, prompt="x", options={"tokens": 2, "delay_ms": 10_000})
     events: list[Event] = []
     with connect_sse(client, "GET", url) as source:
         assert source.response.headers["content-type"] == "text/event-stream"
@@ -92,9 +90,7 @@ def test_first_token_arrives_while_the_model_is_still_generating(proxy, client):
     assert events[-1].data == {"finish_reason": "cancelled"}
 
 
-def test_other_responses_are_compressed_so_gzip_off_is_what_keeps_sse_plain(
-    proxy, client
-):
+def test_other_responses_are_compressed_so_gzip_off_is_what_keeps_sse_plain(proxy, client):
     # The wrapper config compresses every type (gzip_types *); only the
     # event-stream location's `gzip off` exempts it.
     response = client.get(proxy.url + "/healthz?verbose=1")
@@ -137,14 +133,10 @@ def test_without_heartbeats_nginx_cuts_the_silent_stream(tmp_path):
     env = {**APP_ENV, "CHATSTREAM_HEARTBEAT_S": "60"}
     with (
         GunicornServer(env, log_dir=tmp_path) as upstream,
-        NginxServer(
-            upstream.port, tmp_path / "nginx", read_timeout=READ_TIMEOUT
-        ) as nginx,
+        NginxServer(upstream.port, tmp_path / "nginx", read_timeout=READ_TIMEOUT) as nginx,
         httpx.Client(timeout=30) as client,
     ):
-        url = submit(
-            client, nginx.url, prompt="x", options={"tokens": 2, "delay_ms": 3000}
-        )
+        url = submit(client, nginx.url, prompt="x", options={"tokens": 2, "delay_ms": 3000})
         events, cut = read_until_end_or_cut(client, url)
         client.delete(url)
         log = nginx.log()
@@ -175,13 +167,9 @@ def test_a_browser_post_through_nginx_is_same_origin(proxy, client):
     # The app compares Origin with the scheme, host and port the request
     # reached: nginx must pass the Host as the browser sent it, port included.
     body = {"prompt": "x", "options": {"tokens": 3}}
-    ours = client.post(
-        proxy.url + "/api/streaming", json=body, headers={"Origin": proxy.url}
-    )
+    ours = client.post(proxy.url + "/api/streaming", json=body, headers={"Origin": proxy.url})
     assert ours.status_code == 202, ours.text
-    assert (
-        text_of(read_events(client, proxy.url + ours.json()["stream_url"])) == "0 1 2 "
-    )
+    assert text_of(read_events(client, proxy.url + ours.json()["stream_url"])) == "0 1 2 "
     theirs = client.post(
         proxy.url + "/api/streaming",
         json=body,

@@ -47,9 +47,12 @@ def client():
 
 def test_tokens_stream_byte_exact_with_usage(fake, server, client):
     fake.push(tokens(TRICKY))
-    url = submit(client, server.url, messages=[
-        {"role": "system", "content": "be nice"}, {"role": "user", "content": "hi"}
-    ], model="gpt-other")
+    url = submit(
+        client,
+        server.url,
+        messages=[{"role": "system", "content": "be nice"}, {"role": "user", "content": "hi"}],
+        model="gpt-other",
+    )
     events = read_events(client, url)
     assert [e.token for e in events if e.event == "newToken"] == [t for t in TRICKY if t]
     assert events[-1].event == "end" and events[-1].data["finish_reason"] == "stop"

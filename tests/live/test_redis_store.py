@@ -56,7 +56,7 @@ def client():
 
 
 def path_of(url: str, server) -> str:
-    return url[len(server.url):]
+    return url[len(server.url) :]
 
 
 def test_post_on_one_instance_read_on_the_other(pair, client):

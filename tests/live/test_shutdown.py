@@ -46,13 +46,19 @@ def test_generation_outliving_graceful_timeout_ends_with_error(tmp_path):
 
 def test_with_redis_readers_resume_on_another_instance(tmp_path):
     with RedisServer() as redis_server:
-        env = {"CHATSTREAM_REDIS_URL": redis_server.url, "CHATSTREAM_ADAPTER": "demo",
-               "GRACEFUL_TIMEOUT": "4", "CHATSTREAM_REDIS_BEAT_S": "0.2"}
-        with GunicornServer(env, log_dir=tmp_path) as owner, GunicornServer(
-            env, log_dir=tmp_path
-        ) as leaving, httpx.Client(timeout=30) as client:
+        env = {
+            "CHATSTREAM_REDIS_URL": redis_server.url,
+            "CHATSTREAM_ADAPTER": "demo",
+            "GRACEFUL_TIMEOUT": "4",
+            "CHATSTREAM_REDIS_BEAT_S": "0.2",
+        }
+        with (
+            GunicornServer(env, log_dir=tmp_path) as owner,
+            GunicornServer(env, log_dir=tmp_path) as leaving,
+            httpx.Client(timeout=30) as client,
+        ):
             url = submit(client, owner.url, prompt="x", options={"tokens": 200, "delay_ms": 20})
-            path = url[len(owner.url):]
+            path = url[len(owner.url) :]
             events = []
             with connect_sse(client, "GET", leaving.url + path) as source:
                 for sse in source.iter_sse():

@@ -13,14 +13,13 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.support.server import ROOT
 from tests.support.server import free_port
+from tests.support.server import wait_ready
 
 SITE = ROOT / "deploy" / "nginx.conf"
 
@@ -56,11 +55,7 @@ http {{
 def nginx_binary() -> str:
     """The nginx executable; skip without it, fail loudly in CI (``make test`` installs it)."""
     found = shutil.which("nginx") or next(
-        (
-            p
-            for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx")
-            if os.access(p, os.X_OK)
-        ),
+        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)),
         None,
     )
     if found:
@@ -76,23 +71,17 @@ def _substitute(text: str, old: str, new: str) -> str:
     # silently stop exercising fails here instead.
     count = text.count(old)
     if count != 1:
-        raise AssertionError(
-            f"deploy/nginx.conf: expected {old!r} once, found it {count} times"
-        )
+        raise AssertionError(f"deploy/nginx.conf: expected {old!r} once, found it {count} times")
     return text.replace(old, new)
 
 
 def render_site(upstream_port: int, port: int, read_timeout: str) -> str:
     """``deploy/nginx.conf`` listening on ``127.0.0.1:port`` in front of ``upstream_port``."""
     site = SITE.read_text()
-    site = _substitute(
-        site, "server 127.0.0.1:8000;", f"server 127.0.0.1:{upstream_port};"
-    )
+    site = _substitute(site, "server 127.0.0.1:8000;", f"server 127.0.0.1:{upstream_port};")
     site = _substitute(site, "listen 80;", f"listen 127.0.0.1:{port};")
     site = _substitute(site, "listen [::]:80;", "")
-    return _substitute(
-        site, "proxy_read_timeout 300s;", f"proxy_read_timeout {read_timeout};"
-    )
+    return _substitute(site, "proxy_read_timeout 300s;", f"proxy_read_timeout {read_timeout};")
 
 
 class NginxServer:
@@ -141,18 +130,9 @@ class NginxServer:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"nginx exited early:\n{self.log()}")
-            try:
-                # Any HTTP answer means nginx is listening; /healthz also
-                # proves the upstream is reachable through it.
-                if httpx.get(self.url + "/healthz", timeout=1.0).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
+        # /healthz through nginx proves it listens and reaches the upstream.
+        if wait_ready(self.proc, self.url + "/healthz", self.log, "nginx", timeout):
+            return self
         self.stop()
         raise RuntimeError(f"nginx did not become ready:\n{self.log()}")
 

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -39,6 +40,26 @@ def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env["CHATSTREAM_MAX_STREAMS_PER_CLIENT"] = "0"
     env.update(extra or {})
     return env
+
+
+def wait_ready(
+    proc: subprocess.Popen[bytes], url: str, log: Callable[[], str], name: str, timeout: float
+) -> bool:
+    """Poll ``url`` until it answers 200 (True), or time out (False).
+
+    :raises RuntimeError: the process exited early (with its log).
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited early:\n{log()}")
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return True
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    return False
 
 
 class GunicornServer:
@@ -74,24 +95,24 @@ class GunicornServer:
         bind = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "-b", bind,
-                 "wsgi:app"],
+                [
+                    sys.executable,
+                    "-m",
+                    "gunicorn",
+                    "-c",
+                    "gunicorn.conf.py",
+                    "-b",
+                    bind,
+                    "wsgi:app",
+                ],
                 cwd=ROOT,
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"gunicorn exited early:\n{self.log()}")
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1.0).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
+        if wait_ready(self.proc, self.url + "/healthz", self.log, "gunicorn", timeout):
+            return self
         self.stop()
         raise RuntimeError(f"gunicorn did not become ready:\n{self.log()}")
 

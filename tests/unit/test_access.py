@@ -57,9 +57,7 @@ def assert_json_error(response, status, code):
 
 
 def test_open_by_default_needs_no_credentials_and_has_no_login(client):
-    response = client.post(
-        "/api/streaming", json={"prompt": "x", "options": {"tokens": 1}}
-    )
+    response = client.post("/api/streaming", json={"prompt": "x", "options": {"tokens": 1}})
     assert response.status_code == 202
     assert client.get(response.json["stream_url"]).status_code == 200
     assert client.get("/").status_code == 200
@@ -81,9 +79,7 @@ def test_open_by_default_needs_no_credentials_and_has_no_login(client):
 )
 def test_no_access_is_a_json_401_with_a_bearer_challenge(browser, method, url):
     kwargs = {"json": {"prompt": "x"}} if method == "post" else {}
-    response = getattr(browser, method)(
-        url, headers={"Accept": "application/json"}, **kwargs
-    )
+    response = getattr(browser, method)(url, headers={"Accept": "application/json"}, **kwargs)
     assert_json_error(response, 401, "unauthorized")
     assert response.headers["WWW-Authenticate"] == 'Bearer realm="chatstream"'
 
@@ -101,9 +97,7 @@ def test_a_browser_opening_the_page_is_sent_to_the_login_form(browser):
 
 def test_tokens_only_has_no_login_form_and_no_redirect():
     client = make_app(API_TOKENS=TOKEN).test_client()
-    assert_json_error(
-        client.get("/", headers={"Accept": "text/html"}), 401, "unauthorized"
-    )
+    assert_json_error(client.get("/", headers={"Accept": "text/html"}), 401, "unauthorized")
     assert client.get("/login").status_code == 404
 
 
@@ -115,9 +109,7 @@ def test_password_only_sends_no_bearer_challenge():
     assert "/login" in response.json["error"]["message"]
 
 
-@pytest.mark.parametrize(
-    "path", ["/healthz", "/readyz", "/metrics", "/static/css/login.css"]
-)
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics", "/static/css/login.css"])
 def test_probes_metrics_and_assets_stay_open(browser, path):
     with browser.get(path) as response:  # closes the static file
         assert response.status_code == 200
@@ -138,15 +130,9 @@ def test_login_form_has_no_inline_script_or_style(browser):
 
 def test_wrong_password_is_refused(browser):
     response = log_in(browser, "wrong")
-    assert response.status_code == 401 and "Wrong password" in response.get_data(
-        as_text=True
-    )
-    assert_json_error(
-        browser.post("/login", json={"password": "wrong"}), 401, "wrong_password"
-    )
-    assert_json_error(
-        browser.post("/api/streaming", json={"prompt": "x"}), 401, "unauthorized"
-    )
+    assert response.status_code == 401 and "Wrong password" in response.get_data(as_text=True)
+    assert_json_error(browser.post("/login", json={"password": "wrong"}), 401, "wrong_password")
+    assert_json_error(browser.post("/api/streaming", json={"prompt": "x"}), 401, "unauthorized")
 
 
 def test_login_sets_a_hardened_cookie_then_the_api_works(browser):
@@ -155,15 +141,11 @@ def test_login_sets_a_hardened_cookie_then_the_api_works(browser):
     cookie = response.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
     assert "Secure" not in cookie  # plain http: a Secure cookie would never come back
-    submitted = browser.post(
-        "/api/streaming", json={"prompt": "x", "options": {"tokens": 2}}
-    )
+    submitted = browser.post("/api/streaming", json={"prompt": "x", "options": {"tokens": 2}})
     assert submitted.status_code == 202
     stream = browser.get(submitted.json["stream_url"])  # what EventSource does
     assert stream.status_code == 200 and b"event: end" in stream.data
-    assert (
-        browser.get("/api/streaming").status_code == 200
-    )  # the seed's cookie contract
+    assert browser.get("/api/streaming").status_code == 200  # the seed's cookie contract
     assert browser.get("/").status_code == 200
 
 
@@ -173,9 +155,7 @@ def test_json_login_for_scripts(browser):
 
 
 def test_cookie_is_secure_over_https(browser):
-    response = browser.post(
-        "/login", data={"password": PASSWORD}, base_url="https://chat.test"
-    )
+    response = browser.post("/login", data={"password": PASSWORD}, base_url="https://chat.test")
     assert "Secure" in response.headers["Set-Cookie"]
 
 
@@ -204,29 +184,21 @@ def test_login_page_when_already_logged_in_goes_straight_on(browser):
 def test_logout_ends_access(browser):
     log_in(browser)
     assert browser.post("/logout").status_code == 303
-    assert_json_error(
-        browser.post("/api/streaming", json={"prompt": "x"}), 401, "unauthorized"
-    )
+    assert_json_error(browser.post("/api/streaming", json={"prompt": "x"}), 401, "unauthorized")
 
 
 def test_changing_the_password_logs_everybody_out(locked, browser):
     log_in(browser)
     locked.config["ACCESS_PASSWORD"] = "a new password"
-    assert_json_error(
-        browser.post("/api/streaming", json={"prompt": "x"}), 401, "unauthorized"
-    )
+    assert_json_error(browser.post("/api/streaming", json={"prompt": "x"}), 401, "unauthorized")
 
 
 def test_a_forged_session_cookie_is_refused(locked):
-    other = make_app(
-        ACCESS_PASSWORD=PASSWORD, SECRET_KEY="someone else's key"
-    ).test_client()
+    other = make_app(ACCESS_PASSWORD=PASSWORD, SECRET_KEY="someone else's key").test_client()
     cookie = log_in(other).headers["Set-Cookie"].split(";")[0].split("=", 1)[1]
     client = locked.test_client()
     client.set_cookie("session", cookie)
-    assert_json_error(
-        client.post("/api/streaming", json={"prompt": "x"}), 401, "unauthorized"
-    )
+    assert_json_error(client.post("/api/streaming", json={"prompt": "x"}), 401, "unauthorized")
 
 
 # -- bearer tokens ------------------------------------------------------------------
@@ -236,16 +208,12 @@ def test_bearer_token_works_without_any_cookie(browser):
     response = browser.post("/api/streaming", json={"prompt": "x"}, headers=bearer())
     assert response.status_code == 202
     assert browser.get(response.json["stream_url"], headers=bearer()).status_code == 200
-    assert (
-        browser.delete(response.json["stream_url"], headers=bearer()).status_code == 200
-    )
+    assert browser.delete(response.json["stream_url"], headers=bearer()).status_code == 200
 
 
 def test_a_wrong_bearer_token_is_refused_even_with_a_good_cookie(browser):
     log_in(browser)
-    response = browser.post(
-        "/api/streaming", json={"prompt": "x"}, headers=bearer("x" * 32)
-    )
+    response = browser.post("/api/streaming", json={"prompt": "x"}, headers=bearer("x" * 32))
     assert_json_error(response, 401, "unauthorized")
     assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
 
@@ -254,30 +222,21 @@ def test_another_authorization_scheme_does_not_hide_the_cookie(browser):
     """A proxy's Basic auth header reaches the app; it is not ours to judge."""
     log_in(browser)
     headers = {"Authorization": "Basic dXNlcjpwYXNz"}
-    assert (
-        browser.post(
-            "/api/streaming", json={"prompt": "x"}, headers=headers
-        ).status_code
-        == 202
-    )
+    assert browser.post("/api/streaming", json={"prompt": "x"}, headers=headers).status_code == 202
 
 
 def test_several_tokens():
     second = "tok-" + "b" * 28
     client = make_app(API_TOKENS=f"{TOKEN}, {second}").test_client()
     for token in (TOKEN, second):
-        response = client.post(
-            "/api/streaming", json={"prompt": "x"}, headers=bearer(token)
-        )
+        response = client.post("/api/streaming", json={"prompt": "x"}, headers=bearer(token))
         assert response.status_code == 202
 
 
 # -- no cross-site writes (always on) ------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "origin", ["http://evil.example", "null", "http://localhost:1"]
-)
+@pytest.mark.parametrize("origin", ["http://evil.example", "null", "http://localhost:1"])
 def test_cross_origin_post_is_403_even_with_access(browser, origin):
     log_in(browser)
     response = browser.post("/api/streaming", json=SLOW, headers={"Origin": origin})
@@ -285,9 +244,7 @@ def test_cross_origin_post_is_403_even_with_access(browser, origin):
 
 
 def test_cross_origin_post_is_403_with_access_control_off(app, client):
-    response = client.post(
-        "/api/streaming", json=SLOW, headers={"Origin": "http://evil.example"}
-    )
+    response = client.post("/api/streaming", json=SLOW, headers={"Origin": "http://evil.example"})
     assert_json_error(response, 403, "cross_origin")
     assert app.extensions["chatstream"].runner.running == {}
 
@@ -353,10 +310,7 @@ def test_origin_is_checked_against_the_host_the_proxy_saw():
         "X-Forwarded-Proto": "https",
         "X-Forwarded-Host": "chat.example.com",
     }
-    assert (
-        client.post("/api/streaming", json={"prompt": "x"}, headers=headers).status_code
-        == 202
-    )
+    assert client.post("/api/streaming", json={"prompt": "x"}, headers=headers).status_code == 202
 
 
 def test_no_origin_is_allowed_but_a_cross_site_fetch_without_one_is_not(client):
@@ -368,16 +322,13 @@ def test_no_origin_is_allowed_but_a_cross_site_fetch_without_one_is_not(client):
     )
     assert_json_error(response, 403, "cross_origin")
     same = {"Sec-Fetch-Site": "same-origin"}
-    assert (
-        client.post("/api/streaming", json={"prompt": "x"}, headers=same).status_code
-        == 202
-    )
+    assert client.post("/api/streaming", json={"prompt": "x"}, headers=same).status_code == 202
 
 
 def test_reads_are_not_origin_checked(client):
-    url = client.post(
-        "/api/streaming", json={"prompt": "x", "options": {"tokens": 1}}
-    ).json["stream_url"]
+    url = client.post("/api/streaming", json={"prompt": "x", "options": {"tokens": 1}}).json[
+        "stream_url"
+    ]
     assert client.get(url, headers={"Origin": "http://evil.example"}).status_code == 200
 
 
@@ -390,17 +341,13 @@ def test_post_bodies_must_be_json(client):
         "application/x-www-form-urlencoded",
         "multipart/form-data",
     ):
-        response = client.post(
-            "/api/streaming", data="prompt=hi", content_type=content_type
-        )
+        response = client.post("/api/streaming", data="prompt=hi", content_type=content_type)
         assert_json_error(response, 415, "unsupported_media_type")
 
 
 def test_delete_body_if_any_must_be_json(client):
     url = client.post("/api/streaming", json=SLOW).json["stream_url"]
-    response = client.delete(
-        url, data="reason=x", content_type="application/x-www-form-urlencoded"
-    )
+    response = client.delete(url, data="reason=x", content_type="application/x-www-form-urlencoded")
     assert_json_error(response, 415, "unsupported_media_type")
     assert client.delete(url, json={}).status_code == 200
     assert client.delete(url).status_code == 200
@@ -410,9 +357,7 @@ def test_delete_body_if_any_must_be_json(client):
 
 
 def test_secrets_are_read_verbatim_and_never_echoed(monkeypatch):
-    monkeypatch.setenv(
-        "CHATSTREAM_ACCESS_PASSWORD", "123456"
-    )  # JSON would make it a number
+    monkeypatch.setenv("CHATSTREAM_ACCESS_PASSWORD", "123456")  # JSON would make it a number
     app = create_app(BASE)
     assert app.config["ACCESS_PASSWORD"] == "123456"
     monkeypatch.setenv("CHATSTREAM_API_TOKENS", "short-secret")
@@ -431,9 +376,7 @@ def test_a_password_that_is_not_valid_unicode_is_just_wrong(browser):
 
 def test_login_redirect_keeps_the_proxy_prefix():
     client = make_app(ACCESS_PASSWORD=PASSWORD, PROXY_FIX="x_prefix=1").test_client()
-    response = client.get(
-        "/", headers={"Accept": "text/html", "X-Forwarded-Prefix": "/chat"}
-    )
+    response = client.get("/", headers={"Accept": "text/html", "X-Forwarded-Prefix": "/chat"})
     assert response.headers["Location"] == "/chat/login?next=/chat/"
 
 

@@ -46,8 +46,14 @@ def test_close_interrupts_the_delay():
 
 @pytest.mark.parametrize(
     "options",
-    [{"tokens": -1}, {"tokens": 100_001}, {"delay_ms": 10_001}, {"tokens": "5"},
-     {"tokens": True}, {"colour": 1}],
+    [
+        {"tokens": -1},
+        {"tokens": 100_001},
+        {"delay_ms": 10_001},
+        {"tokens": "5"},
+        {"tokens": True},
+        {"colour": 1},
+    ],
 )
 def test_options_are_bounded(options):
     with pytest.raises(BadRequest):

@@ -30,9 +30,7 @@ def test_app_json_names_only_real_settings_and_describes_each():
         )
         assert known, f"app.json sets {name}, which nothing reads"
         assert var["description"].strip(), name
-        assert "value" in var or "generator" in var or var.get("required") is False, (
-            name
-        )
+        assert "value" in var or "generator" in var or var.get("required") is False, name
 
 
 def test_app_json_defaults_are_valid_settings(monkeypatch):

@@ -12,8 +12,14 @@ from chatstream import create_app
 @pytest.fixture
 def app():
     return create_app(
-        {"TESTING": True, "SECRET_KEY": "t", "ADAPTER": "demo", "HEARTBEAT_S": 0.05,
-         "DETACH_GRACE_S": 0.1, "SWEEP_S": 0.02}
+        {
+            "TESTING": True,
+            "SECRET_KEY": "t",
+            "ADAPTER": "demo",
+            "HEARTBEAT_S": 0.05,
+            "DETACH_GRACE_S": 0.1,
+            "SWEEP_S": 0.02,
+        }
     )
 
 

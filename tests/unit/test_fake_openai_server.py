@@ -43,9 +43,7 @@ def client(fake: FakeOpenAI) -> Iterator[OpenAI]:
 
 
 def create(client: OpenAI, **kwargs):
-    return client.chat.completions.create(
-        model="m", messages=MESSAGES, stream=True, **kwargs
-    )
+    return client.chat.completions.create(model="m", messages=MESSAGES, stream=True, **kwargs)
 
 
 def contents(chunks) -> list[str | None]:
@@ -133,9 +131,7 @@ def test_default_scenario_streams_default_tokens_without_usage(fake, client):
 
 def test_rate_limit_then_success_is_retried(fake, client):
     fake.push(
-        http_error(
-            429, "requests", "Slow down", "rate_limit_exceeded", headers=FAST_RETRY
-        ),
+        http_error(429, "requests", "Slow down", "rate_limit_exceeded", headers=FAST_RETRY),
         tokens(["ok"]),
     )
     with create(client) as stream:
@@ -146,9 +142,7 @@ def test_rate_limit_then_success_is_retried(fake, client):
 
 
 def test_unauthorized_raises_authentication_error_without_retry(fake, client):
-    fake.push(
-        http_error(401, "invalid_request_error", "Bad key", code="invalid_api_key")
-    )
+    fake.push(http_error(401, "invalid_request_error", "Bad key", code="invalid_api_key"))
     with pytest.raises(openai.AuthenticationError) as info:
         create(client)
 

@@ -79,7 +79,9 @@ def events(store, stream_id, timeout=10):
 
 
 def test_tokens_then_end_with_usage():
-    runner, store = make_runner(ScriptedFactory(["a", "", "b", Finish("stop", {"total_tokens": 2})]))
+    runner, store = make_runner(
+        ScriptedFactory(["a", "", "b", Finish("stop", {"total_tokens": 2})])
+    )
     sid = runner.start(PROMPT)
     assert events(store, sid) == [
         (1, "newToken", {"token": "a"}),
@@ -92,7 +94,9 @@ def test_upstream_error_becomes_error_event_after_tokens():
     runner, store = make_runner(ScriptedFactory(["a", UpstreamRateLimited("slow down")]))
     sid = runner.start(PROMPT)
     assert events(store, sid)[-1] == (
-        2, "error", {"code": "upstream_rate_limited", "message": "slow down"}
+        2,
+        "error",
+        {"code": "upstream_rate_limited", "message": "slow down"},
     )
 
 

@@ -95,9 +95,7 @@ class UsageModel(BaseChatModel):
     def _stream(self, messages, stop=None, run_manager=None, **kw):
         words = self.text.split(" ")
         for i, word in enumerate(words):
-            yield ChatGenerationChunk(
-                message=AIMessageChunk(content=(" " if i else "") + word)
-            )
+            yield ChatGenerationChunk(message=AIMessageChunk(content=(" " if i else "") + word))
         usage = {
             "input_tokens": 3,
             "output_tokens": len(words),
@@ -163,9 +161,7 @@ class CountingModel(BaseChatModel):
 
 def counting(driver_name: str, blocking: bool, gate: threading.Event | None = None):
     cooperative = driver_name == "gevent" and not blocking
-    pause = (
-        (lambda: gevent.sleep(0.001)) if cooperative else (lambda: time.sleep(0.001))
-    )
+    pause = (lambda: gevent.sleep(0.001)) if cooperative else (lambda: time.sleep(0.001))
     state = {
         "produced": 0,
         "attempts": 0,
@@ -189,9 +185,7 @@ def wait_for(event: threading.Event, driver: Driver, timeout: float = 10.0) -> b
 
 @pytest.mark.parametrize(("driver_name", "blocking"), CASES)
 def test_tokens_arrive_as_langchain_makes_them(driver_name, blocking):
-    items = generate(
-        fake("Hello, wörld!\n\nBye 🎉"), driver=driver_name, blocking=blocking
-    )
+    items = generate(fake("Hello, wörld!\n\nBye 🎉"), driver=driver_name, blocking=blocking)
     assert items == [
         "Hello,",
         " ",
@@ -213,9 +207,9 @@ def test_messages_reach_the_model_as_langchain_messages():
         {"role": "user", "content": "again"},
     ]
     seen = []
-    chain = RunnableLambda(
-        lambda messages: seen.extend(messages) or messages
-    ) | EchoModel(messages=iter(()))
+    chain = RunnableLambda(lambda messages: seen.extend(messages) or messages) | EchoModel(
+        messages=iter(())
+    )
     items = generate(chain, messages=conversation)
     assert seen == [
         SystemMessage("Be terse."),
@@ -223,9 +217,7 @@ def test_messages_reach_the_model_as_langchain_messages():
         AIMessage("Hello."),
         HumanMessage("again"),
     ]
-    assert "".join(items[:-1]) == (
-        "Echo: system:Be terse. | human:hi | ai:Hello. | human:again"
-    )
+    assert "".join(items[:-1]) == ("Echo: system:Be terse. | human:hi | ai:Hello. | human:again")
 
 
 def test_a_chain_streams_its_models_tokens_not_its_output():
@@ -241,9 +233,7 @@ def test_finish_reason_and_usage_come_from_on_llm_end(driver_name, blocking):
     assert items == [
         "one",
         " two",
-        Finish(
-            "length", {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
-        ),
+        Finish("length", {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}),
     ]
 
 
@@ -268,12 +258,8 @@ def test_a_model_that_cannot_stream_sends_its_answer_as_one_token():
 
 @pytest.mark.parametrize(("driver_name", "blocking"), CASES)
 def test_an_error_mid_stream_is_raised_after_its_tokens(driver_name, blocking):
-    adapter = LangChainFactory(
-        {"m": FailingModel(messages=iter(()))}, blocking=blocking
-    )
-    bridge = CallbackBridge(
-        adapter.produce, blocking=blocking, driver=Driver(driver_name)
-    )
+    adapter = LangChainFactory({"m": FailingModel(messages=iter(()))}, blocking=blocking)
+    bridge = CallbackBridge(adapter.produce, blocking=blocking, driver=Driver(driver_name))
     got = []
     with pytest.raises(RuntimeError, match="exploded mid-answer"):
         for item in bridge.stream(GenerationRequest(messages=HI, model="m")):
@@ -289,9 +275,7 @@ def test_cancel_stops_the_langchain_run(driver_name, blocking, caplog):
     model = counting(driver_name, blocking)
     driver = Driver(driver_name)
     adapter = LangChainFactory({"m": model}, blocking=blocking)
-    bridge = CallbackBridge(
-        adapter.produce, blocking=blocking, maxsize=4, driver=driver
-    )
+    bridge = CallbackBridge(adapter.produce, blocking=blocking, maxsize=4, driver=driver)
     items = bridge.stream(GenerationRequest(messages=HI, model="m"))
     assert next(items) == "0 "
     bridge.close()
@@ -322,9 +306,7 @@ def test_cancel_is_not_answered_by_a_fallback():
     bridge = CallbackBridge(produce, driver=driver)
     got: list[Any] = []
     consumer = threading.Thread(
-        target=lambda: got.extend(
-            bridge.stream(GenerationRequest(messages=HI, model="m"))
-        )
+        target=lambda: got.extend(bridge.stream(GenerationRequest(messages=HI, model="m")))
     )
     consumer.start()
     # Cancel while the model waits before its first token: with_fallbacks would
@@ -376,9 +358,7 @@ def test_chat_openai_streams_exactly(fake_openai, driver_name, blocking):
     ],
     ids=["401", "error-in-stream", "drop"],
 )
-def test_chat_openai_errors_become_upstream_errors(
-    fake_openai, scenario, error, streamed
-):
+def test_chat_openai_errors_become_upstream_errors(fake_openai, scenario, error, streamed):
     fake_openai.push(scenario)
     model = ChatOpenAIModels(openai_config(fake_openai.base_url))("gpt-test")
     adapter = LangChainFactory({"m": model})
@@ -392,9 +372,7 @@ def test_chat_openai_errors_become_upstream_errors(
 
 
 def test_chat_openai_unreachable_is_upstream_unavailable():
-    model = ChatOpenAIModels(openai_config(f"http://127.0.0.1:{free_port()}/v1"))(
-        "gpt-test"
-    )
+    model = ChatOpenAIModels(openai_config(f"http://127.0.0.1:{free_port()}/v1"))("gpt-test")
     with pytest.raises(UpstreamUnavailable):
         generate(model)
 
@@ -460,9 +438,7 @@ def test_user_factory_is_called_once_per_model(monkeypatch):
     assert "".join(items[:-1]) == "I am beta"
 
 
-@pytest.mark.parametrize(
-    ("value", "blocking"), [("true", True), ("1", True), ("false", False)]
-)
+@pytest.mark.parametrize(("value", "blocking"), [("true", True), ("1", True), ("false", False)])
 def test_langchain_blocking_setting(monkeypatch, value, blocking):
     app = langchain_app(
         monkeypatch,

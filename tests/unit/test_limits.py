@@ -84,41 +84,26 @@ def test_refused_posts_count_too():
 
 def test_each_address_has_its_own_budget():
     client = make_app(RATE_LIMIT="1/minute").test_client()
-    assert (
-        client.post(
-            "/api/streaming", json=QUICK, **from_address("10.0.0.1")
-        ).status_code
-        == 202
-    )
+    assert client.post("/api/streaming", json=QUICK, **from_address("10.0.0.1")).status_code == 202
     assert_429(
         client.post("/api/streaming", json=QUICK, **from_address("10.0.0.1")),
         "rate_limited",
     )
-    assert (
-        client.post(
-            "/api/streaming", json=QUICK, **from_address("10.0.0.2")
-        ).status_code
-        == 202
-    )
+    assert client.post("/api/streaming", json=QUICK, **from_address("10.0.0.2")).status_code == 202
 
 
 def test_behind_proxy_fix_the_key_is_the_forwarded_client():
     client = make_app(RATE_LIMIT="1/minute", PROXY_FIX="1").test_client()
     for address in ("203.0.113.1", "203.0.113.2"):
         headers = {"X-Forwarded-For": address}
-        assert (
-            client.post("/api/streaming", json=QUICK, headers=headers).status_code
-            == 202
-        )
+        assert client.post("/api/streaming", json=QUICK, headers=headers).status_code == 202
 
 
 def test_without_proxy_fix_a_forged_forwarded_for_buys_nothing():
     client = make_app(RATE_LIMIT="1/minute").test_client()
     assert client.post("/api/streaming", json=QUICK).status_code == 202
     headers = {"X-Forwarded-For": "203.0.113.9"}
-    assert_429(
-        client.post("/api/streaming", json=QUICK, headers=headers), "rate_limited"
-    )
+    assert_429(client.post("/api/streaming", json=QUICK, headers=headers), "rate_limited")
 
 
 @pytest.mark.parametrize("value", ["off", "0", 0, False, "OFF"])
@@ -130,9 +115,7 @@ def test_off_disables_the_limiter(value):
         assert client.post("/api/streaming", json={"prompt": ""}).status_code == 400
 
 
-@pytest.mark.parametrize(
-    "value", ["30 per minute", "10/second;500/day", "5 per 2 hours"]
-)
+@pytest.mark.parametrize("value", ["30 per minute", "10/second;500/day", "5 per 2 hours"])
 def test_rate_notation(value):
     assert make_app(RATE_LIMIT=value).config["RATE_LIMIT"] == value
 
@@ -179,17 +162,10 @@ def test_workers_sharing_redis_share_one_budget():
 def test_per_client_stream_cap_is_a_json_429():
     app = make_app(RATE_LIMIT="off", MAX_STREAMS_PER_CLIENT=2)
     client = app.test_client()
-    urls = [
-        client.post("/api/streaming", json=SLOW).json["stream_url"] for _ in range(2)
-    ]
+    urls = [client.post("/api/streaming", json=SLOW).json["stream_url"] for _ in range(2)]
     assert assert_429(client.post("/api/streaming", json=SLOW), "too_many_streams") >= 1
     # Another address is not affected.
-    assert (
-        client.post(
-            "/api/streaming", json=QUICK, **from_address("10.0.0.7")
-        ).status_code
-        == 202
-    )
+    assert client.post("/api/streaming", json=QUICK, **from_address("10.0.0.7")).status_code == 202
     # A cancelled stream frees its slot once its generation has ended.
     client.delete(urls[0])
     runner = app.extensions["chatstream"].runner
@@ -202,9 +178,7 @@ def test_per_client_stream_cap_is_a_json_429():
 def test_default_cap_is_8_and_0_means_no_cap():
     assert make_app().config["MAX_STREAMS_PER_CLIENT"] == 8
     client = make_app(RATE_LIMIT="off", MAX_STREAMS_PER_CLIENT=0).test_client()
-    urls = [
-        client.post("/api/streaming", json=SLOW).json["stream_url"] for _ in range(12)
-    ]
+    urls = [client.post("/api/streaming", json=SLOW).json["stream_url"] for _ in range(12)]
     for url in urls:
         assert client.delete(url).json["cancelled"] is True
 
@@ -226,15 +200,11 @@ def test_runner_counts_per_client_and_forgets_finished_ones():
         runner.start(PROMPT, client="a")
     assert info.value.code == "too_many_streams" and info.value.headers["Retry-After"]
     other = runner.start(PROMPT, options=slow, client="b")
-    unnamed = [
-        runner.start(PROMPT, options=slow) for _ in range(3)
-    ]  # no client: no cap
+    unnamed = [runner.start(PROMPT, options=slow) for _ in range(3)]  # no client: no cap
     streams = (first, other, *unnamed)
     for stream_id in streams:
         runner.cancel(stream_id)
-    wait_until(
-        lambda: all(runner.store.status(s)[1] for s in streams)
-    )  # terminal written
+    wait_until(lambda: all(runner.store.status(s)[1] for s in streams))  # terminal written
     assert runner.per_client == {}  # nothing leaks, however the stream ended
 
 

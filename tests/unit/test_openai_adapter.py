@@ -35,8 +35,13 @@ def fake():
 def make_factory(fake, **overrides):
     config = settings.defaults()
     config.update(
-        {"ADAPTER": "openai", "OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": fake.base_url,
-         "MODEL": "gpt-test", **overrides}
+        {
+            "ADAPTER": "openai",
+            "OPENAI_API_KEY": "sk-test",
+            "OPENAI_BASE_URL": fake.base_url,
+            "MODEL": "gpt-test",
+            **overrides,
+        }
     )
     settings.validate(config)
     return OpenAIChatFactory(config)
@@ -57,8 +62,10 @@ def test_streams_deltas_then_finish_with_usage(fake):
 
 
 def test_rate_limit_is_retried_by_the_sdk_then_succeeds(fake):
-    fake.push(http_error(429, "requests", "slow down", code="rate_limit_exceeded",
-                         headers=FAST_RETRY), tokens(["ok"]))
+    fake.push(
+        http_error(429, "requests", "slow down", code="rate_limit_exceeded", headers=FAST_RETRY),
+        tokens(["ok"]),
+    )
     assert list(make_factory(fake)().stream(REQUEST))[0] == "ok"
     assert len(fake.requests) == 2
 
@@ -66,12 +73,21 @@ def test_rate_limit_is_retried_by_the_sdk_then_succeeds(fake):
 @pytest.mark.parametrize(
     ("scenario", "error", "retries"),
     [
-        (lambda: [http_error(401, "invalid_request_error", "bad key", code="invalid_api_key")],
-         UpstreamAuthError, 0),
-        (lambda: [http_error(429, "requests", "slow down", headers=FAST_RETRY)] * 3,
-         UpstreamRateLimited, 2),
-        (lambda: [http_error(500, "server_error", "Oops", headers=FAST_RETRY)] * 3,
-         UpstreamUnavailable, 2),
+        (
+            lambda: [http_error(401, "invalid_request_error", "bad key", code="invalid_api_key")],
+            UpstreamAuthError,
+            0,
+        ),
+        (
+            lambda: [http_error(429, "requests", "slow down", headers=FAST_RETRY)] * 3,
+            UpstreamRateLimited,
+            2,
+        ),
+        (
+            lambda: [http_error(500, "server_error", "Oops", headers=FAST_RETRY)] * 3,
+            UpstreamUnavailable,
+            2,
+        ),
         (lambda: [http_error(400, "invalid_request_error", "bad model")], UpstreamBadRequest, 0),
     ],
 )

@@ -24,9 +24,10 @@ def test_metrics_count_streams_tokens_and_reasons(client):
     response = client.get("/metrics")
     assert response.status_code == 200 and response.mimetype == "text/plain"
     after = response.get_data(as_text=True)
-    assert sample(after, "chatstream_streams_started_total") == sample(
-        before, "chatstream_streams_started_total"
-    ) + 1
+    assert (
+        sample(after, "chatstream_streams_started_total")
+        == sample(before, "chatstream_streams_started_total") + 1
+    )
     assert sample(after, "chatstream_tokens_total") - sample(before, "chatstream_tokens_total") == 7
     assert 'chatstream_streams_finished_total{reason="stop"}' in after
     assert "chatstream_time_to_first_token_seconds_bucket" in after
@@ -34,9 +35,10 @@ def test_metrics_count_streams_tokens_and_reasons(client):
 
 
 def test_request_id_is_echoed_or_generated(client):
-    assert client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers[
-        "X-Request-ID"
-    ] == "abc-123"
+    assert (
+        client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers["X-Request-ID"]
+        == "abc-123"
+    )
     generated = client.get("/healthz", headers={"X-Request-ID": "bad id <script>"}).headers[
         "X-Request-ID"
     ]

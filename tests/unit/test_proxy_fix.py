@@ -34,9 +34,7 @@ def test_off_by_default_the_peer_is_the_client():
     assert seen(create_app(BASE)) == ("10.0.0.2", "http")
 
 
-@pytest.mark.parametrize(
-    "value", [1, "1", "x_for=1,x_proto=1", " x_for = 1 , x_proto=1"]
-)
+@pytest.mark.parametrize("value", [1, "1", "x_for=1,x_proto=1", " x_for = 1 , x_proto=1"])
 def test_one_hop_trusts_only_the_appended_address(value):
     app = create_app({**BASE, "PROXY_FIX": value})
     assert app.config["PROXY_FIX"] == hops(x_for=1, x_proto=1)
@@ -61,14 +59,10 @@ def test_from_the_environment(monkeypatch):
     assert create_app(BASE).config["PROXY_FIX"] == hops(x_for=1, x_host=1)
 
 
-@pytest.mark.parametrize(
-    "value", ["yes", "x_forr=1", "x_for=-1", "x_for=1,", "x_for=99", "true"]
-)
+@pytest.mark.parametrize("value", ["yes", "x_forr=1", "x_for=-1", "x_for=1,", "x_for=99", "true"])
 def test_bad_value_names_the_variable(monkeypatch, value):
     monkeypatch.setenv("CHATSTREAM_PROXY_FIX", value)
-    with pytest.raises(
-        ConfigError, match="CHATSTREAM_PROXY_FIX=.* is invalid: expected a number"
-    ):
+    with pytest.raises(ConfigError, match="CHATSTREAM_PROXY_FIX=.* is invalid: expected a number"):
         create_app(BASE)
 
 

@@ -19,8 +19,9 @@ def parse(chunks: list[bytes]) -> list:
 
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(
-            200, headers={"content-type": "text/event-stream"}, stream=httpx.ByteStream(b"")
-            if not chunks else _Fragments(chunks)
+            200,
+            headers={"content-type": "text/event-stream"},
+            stream=httpx.ByteStream(b"") if not chunks else _Fragments(chunks),
         )
 
     with httpx.Client(transport=httpx.MockTransport(handler)) as client:
@@ -37,9 +38,7 @@ class _Fragments(httpx.SyncByteStream):
 
 
 def test_encode_exact_bytes():
-    assert sse.encode("hi", event="newToken", id="7") == (
-        b"id: 7\nevent: newToken\ndata: hi\n\n"
-    )
+    assert sse.encode("hi", event="newToken", id="7") == (b"id: 7\nevent: newToken\ndata: hi\n\n")
     assert sse.encode("a\r\nb\rc\nd") == b"data: a\ndata: b\ndata: c\ndata: d\n\n"
     assert sse.encode("", retry=3000) == b"retry: 3000\ndata: \n\n"
     assert sse.encode(" lead") == b"data:  lead\n\n"

@@ -94,9 +94,7 @@ def test_post_with_accept_event_stream_streams_in_the_same_response(client):
 
 
 def test_delete_cancels(client):
-    url = submit(client, prompt="x", options={"tokens": 100, "delay_ms": 10_000}).json[
-        "stream_url"
-    ]
+    url = submit(client, prompt="x", options={"tokens": 100, "delay_ms": 10_000}).json["stream_url"]
     response = client.delete(url)
     assert response.status_code == 200 and response.json["cancelled"] is True
     events = sse_events(client.get(url).data)
@@ -150,7 +148,10 @@ def test_unknown_stream_is_404_json(client):
         assert response.json["error"]["code"] == "stream_not_found"
 
 
-@pytest.mark.parametrize(("method", "url"), [("put", "/api/streaming"), ("post", "/api/streaming/abc"), ("patch", "/api/streaming/abc")])
+@pytest.mark.parametrize(
+    ("method", "url"),
+    [("put", "/api/streaming"), ("post", "/api/streaming/abc"), ("patch", "/api/streaming/abc")],
+)
 def test_wrong_method_is_405_json(client, method, url):
     response = getattr(client, method)(url, json={"prompt": "x"})
     assert response.status_code == 405
