@@ -36,9 +36,7 @@ from bench.targets import chatstream_available
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m bench", description=__doc__.splitlines()[0]
-    )
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument(
         "-s",
         "--scenarios",
@@ -54,9 +52,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
         choices=sorted(TARGETS),
         help="targets",
     )
-    p.add_argument(
-        "--runs", type=int, help="runs per scenario and target (default 2, quick 1)"
-    )
+    p.add_argument("--runs", type=int, help="runs per scenario and target (default 2, quick 1)")
     p.add_argument(
         "--quick",
         action="store_true",
@@ -84,9 +80,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="record py-spy flame graphs of Python servers (needs py-spy; skews CPU)",
     )
-    p.add_argument(
-        "--out", type=Path, default=ROOT / "bench" / "results", help="results folder"
-    )
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="results folder")
     return p.parse_args(argv)
 
 
@@ -115,8 +109,7 @@ def _measure_clean(
             fig["disturbed"] = round(other, 2)
             status = f"disturbed: other work used {other:.2f} cores"
         print(
-            f"[run {run}.{attempt}] {sc.name:8} {name:20} "
-            f"{time.monotonic() - t0:5.1f} s  {status}",
+            f"[run {run}.{attempt}] {sc.name:8} {name:20} {time.monotonic() - t0:5.1f} s  {status}",
             file=sys.stderr,
         )
         if "disturbed" not in fig:
@@ -135,16 +128,12 @@ def main(argv: list[str] | None = None) -> int:
     raise_nofile_limit()  # inherited by the servers and the load generator
     runs = args.runs or (1 if args.quick else 2)
     scenarios = [
-        s
-        for s in all_scenarios(args.quick)
-        if not args.scenarios or s.name in args.scenarios
+        s for s in all_scenarios(args.quick) if not args.scenarios or s.name in args.scenarios
     ]
     have_cs = chatstream_available()
     chosen = args.targets or [t for t in DEFAULT_TARGETS if have_cs or TARGETS[t].peer]
     scaleout = (
-        [t for t in (args.targets or SCALEOUT_TARGETS) if t in SCALEOUT_TARGETS]
-        if have_cs
-        else []
+        [t for t in (args.targets or SCALEOUT_TARGETS) if t in SCALEOUT_TARGETS] if have_cs else []
     )
     peers = [t for t in chosen if TARGETS[t].peer]
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -154,9 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     for run in range(1, runs + 1):
         for sc in scenarios:
             names = (
-                scaleout
-                if sc.scaleout
-                else [t for t in chosen if t not in SCALEOUT_TARGETS[1:]]
+                scaleout if sc.scaleout else [t for t in chosen if t not in SCALEOUT_TARGETS[1:]]
             )
             for name in names:
                 fig = _measure_clean(args, name, sc, logdir / f"run{run}", run)

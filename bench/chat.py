@@ -145,9 +145,7 @@ class ChatProtocol(asyncio.Protocol):
         if self.parser.done or (self.checker is not None and self.checker.done):
             self._finish(None)
         else:
-            self._finish(
-                exc or ConnectionResetError("server closed the connection early")
-            )
+            self._finish(exc or ConnectionResetError("server closed the connection early"))
         self._resolve(self.head_waiter, None)
 
     def _finish(self, exc: BaseException | None) -> None:
@@ -169,9 +167,7 @@ class ChatProtocol(asyncio.Protocol):
             self.transport.close()
 
 
-def build_request(
-    method: str, path: str, port: int, body: bytes = b"", sse: bool = False
-) -> bytes:
+def build_request(method: str, path: str, port: int, body: bytes = b"", sse: bool = False) -> bytes:
     """Serialise an HTTP/1.1 request with the headers a browser would send."""
     accept = "text/event-stream" if sse else "application/json"
     head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: {accept}\r\n"
@@ -201,9 +197,7 @@ class ChatSpec:
 
 async def _connect(spec: ChatSpec) -> ChatProtocol:
     loop = asyncio.get_running_loop()
-    _, proto = await loop.create_connection(
-        lambda: ChatProtocol(loop), spec.host, spec.port
-    )
+    _, proto = await loop.create_connection(lambda: ChatProtocol(loop), spec.host, spec.port)
     return proto
 
 
@@ -220,9 +214,7 @@ async def open_stream(
     body = spec.post_body()
     if spec.mode == "single":
         done = proto.expect(checker)
-        proto.transport.write(
-            build_request("POST", "/api/streaming", spec.port, body, sse=True)
-        )
+        proto.transport.write(build_request("POST", "/api/streaming", spec.port, body, sse=True))
         return proto, done
     reply = proto.expect(None)
     proto.transport.write(build_request("POST", "/api/streaming", spec.port, body))
@@ -253,9 +245,7 @@ async def run_chat(spec: ChatSpec) -> ChatResult:
         if checker.error:
             raise ChatFailed(checker.error)
         if not checker.done:
-            raise ChatFailed(
-                f"stream closed after {checker.count}/{spec.tokens} tokens, no end"
-            )
+            raise ChatFailed(f"stream closed after {checker.count}/{spec.tokens} tokens, no end")
     except (OSError, ChatFailed, ProtocolError, ValueError, KeyError) as exc:
         return _failed(checker, f"{type(exc).__name__}: {exc}")
     except asyncio.CancelledError:

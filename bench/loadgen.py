@@ -90,9 +90,7 @@ async def _sequential(spec: ChatSpec, n: int, deadline: float) -> list[ChatResul
     return results
 
 
-async def _idle(
-    spec: ChatSpec, n: int, deadline: float
-) -> tuple[list[ChatResult], int]:
+async def _idle(spec: ChatSpec, n: int, deadline: float) -> tuple[list[ChatResult], int]:
     """Open ``n`` streams, report how many got their response head, hold, close."""
     opened: list[Any] = []
 

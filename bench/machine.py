@@ -26,9 +26,7 @@ def busy_seconds() -> float:
     return sum(fields[:3]) / _TICK
 
 
-def wait_quiet(
-    max_busy: float = 0.25, window: float = 0.5, max_wait: float = 5.0
-) -> float:
+def wait_quiet(max_busy: float = 0.25, window: float = 0.5, max_wait: float = 5.0) -> float:
     """Wait until the machine is busy for at most ``max_busy`` cores over ``window``.
 
     :param max_busy: tolerated busy cores (0.15 = 15% of one core).

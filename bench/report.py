@@ -28,10 +28,7 @@ def _cell(runs: list[dict[str, Any]], m: Metric) -> str:
     if not runs:
         return "–"
     if m is COMPLETED:
-        cells = [
-            f"{r['completed']}/{r['failed']}" if "completed" in r else "error"
-            for r in runs
-        ]
+        cells = [f"{r['completed']}/{r['failed']}" if "completed" in r else "error" for r in runs]
         return " · ".join(cells)
     vals = _values(runs, m.key)
     if not vals:
@@ -49,18 +46,14 @@ def _ratio(num: list[float], den: list[float]) -> str:
 def _best_peer(
     results: dict[str, list[dict[str, Any]]], peers: list[str], m: Metric
 ) -> list[float]:
-    medians = [
-        (median(v), v) for p in peers if (v := _values(results.get(p, []), m.key))
-    ]
+    medians = [(median(v), v) for p in peers if (v := _values(results.get(p, []), m.key))]
     if not medians:
         return []
     pick = min if m.better == "low" else max
     return pick(medians, key=lambda mv: mv[0])[1]
 
 
-def scenario_table(
-    sc: Scenario, res: dict[str, list[dict[str, Any]]], peers: list[str]
-) -> str:
+def scenario_table(sc: Scenario, res: dict[str, list[dict[str, Any]]], peers: list[str]) -> str:
     """Markdown table of one scenario."""
     names = list(res)
     if sc.scaleout:
@@ -80,9 +73,7 @@ def scenario_table(
                 base = _values(res[names[0]], m.key)
                 row += [_ratio(_values(res[n], m.key), base) for n in names[1:]]
             elif ratios:
-                row.append(
-                    _ratio(_values(res["chatstream"], m.key), _best_peer(res, peers, m))
-                )
+                row.append(_ratio(_values(res["chatstream"], m.key), _best_peer(res, peers, m)))
         else:
             row += [""] * len(ratios)
         lines.append("| " + " | ".join(row) + " |")
@@ -92,15 +83,11 @@ def scenario_table(
         a, b = _values(cs, "ttft_p50_ms"), _values(single, "ttft_p50_ms")
         if a and b:
             gap = median(a) - median(b)
-            notes.append(
-                f"- chatstream TTFT p50, POST-then-GET − single: {gap:+.2f} ms"
-            )
+            notes.append(f"- chatstream TTFT p50, POST-then-GET − single: {gap:+.2f} ms")
     for n in names:
         for i, r in enumerate(res[n], 1):
             if "error" in r:
-                notes.append(
-                    f"- {n} run {i}: error: {str(r['error']).splitlines()[0][:200]}"
-                )
+                notes.append(f"- {n} run {i}: error: {str(r['error']).splitlines()[0][:200]}")
             else:
                 if r.get("errors"):
                     notes.append(f"- {n} run {i}: failures: {r['errors']}")
@@ -122,9 +109,7 @@ def update_readme(path: Path, text: str) -> None:
     path.write_text(f"{head}{README_MARK}\n\n{text}")
 
 
-def render(
-    results: Results, scenarios: list[Scenario], peers: list[str], header: str
-) -> str:
+def render(results: Results, scenarios: list[Scenario], peers: list[str], header: str) -> str:
     """The whole report."""
     parts = [header]
     for sc in scenarios:

@@ -10,7 +10,9 @@ and leftovers of one scenario out of the next.
 from __future__ import annotations
 
 import json
+import os
 import queue
+import shutil
 import subprocess
 import sys
 import threading
@@ -27,6 +29,7 @@ from bench.server import ServerError
 from bench.server import boost_autogroup
 from bench.server import free_port
 from bench.server import start_redis
+from bench.targets import BIN
 from bench.targets import ROOT
 from bench.targets import Target
 from bench.targets import pinned
@@ -72,14 +75,13 @@ def profiler(out: Path) -> list[str]:
     are inflated: use ``--profile`` to find hot spots, not to compare.
     """
     return [
-        "py-spy", "record", "--subprocesses", "--nonblocking", "--rate", "250",
+        shutil.which("py-spy", path=f"{BIN}:{os.environ.get('PATH', '')}") or "py-spy",
+        "record", "--subprocesses", "--nonblocking", "--rate", "250",
         "--format", "flamegraph", "--output", str(out), "--",
     ]  # fmt: skip
 
 
-def measure(
-    target: Target, sc: Scenario, logdir: Path, profile: bool = False
-) -> dict[str, Any]:
+def measure(target: Target, sc: Scenario, logdir: Path, profile: bool = False) -> dict[str, Any]:
     """Run ``sc`` on ``target`` once; returns its figures (or ``{"error": ...}``).
 
     :param profile: record a py-spy flame graph (``<scenario>-<target>.svg``

@@ -99,9 +99,7 @@ S1_RAMP = 1.0
 def _s1(n: int, name: str = "", scaleout: bool = False) -> Scenario:
     title = f"{'S4 scale-out on ' if scaleout else ''}S1 concurrency, {n:,} chats"
     title += f" x 100 tokens, 20 ms apart, started over {S1_RAMP:.0f} s"
-    return Scenario(
-        name or f"S1-{n}", title, "concurrent", n, 100, 20, _S1, 100, scaleout, S1_RAMP
-    )
+    return Scenario(name or f"S1-{n}", title, "concurrent", n, 100, 20, _S1, 100, scaleout, S1_RAMP)
 
 
 def _s2(n: int, tokens: int, name: str = "S2", scaleout: bool = False) -> Scenario:
@@ -179,9 +177,7 @@ def figures(sc: Scenario, done: dict[str, Any]) -> dict[str, Any]:
             "lag_p99_ms": percentile(lag, 99),
         }
     if sc.kind != "idle":
-        out["tokens_per_s"] = (
-            sum(r[3] for r in rows) / done["wall"] if done["wall"] else 0.0
-        )
+        out["tokens_per_s"] = sum(r[3] for r in rows) / done["wall"] if done["wall"] else 0.0
     return out
 
 

@@ -88,9 +88,7 @@ class Server:
                     return
             except OSError:
                 time.sleep(0.1)
-        raise ServerError(
-            f"no answer on port {port} after {timeout:.0f} s:\n{self.tail()}"
-        )
+        raise ServerError(f"no answer on port {port} after {timeout:.0f} s:\n{self.tail()}")
 
     def pids(self) -> list[int]:
         """This server's live process tree."""

@@ -75,9 +75,7 @@ class Target:
         return [a.replace("{port}", str(port)) for a in self.argv]
 
 
-def _chatstream(
-    name: str, mode: Mode, desc: str, workers: int = 1, redis: bool = False
-) -> Target:
+def _chatstream(name: str, mode: Mode, desc: str, workers: int = 1, redis: bool = False) -> Target:
     argv = (
         _gunicorn(), "-c", "gunicorn.conf.py", "-b", "127.0.0.1:{port}",
         "--worker-connections", "10000", "wsgi:app",
@@ -107,21 +105,15 @@ def _flask(name: str, mode: Mode, desc: str) -> Target:
 TARGETS: dict[str, Target] = {
     t.name: t
     for t in (
-        _chatstream(
-            "chatstream", "postget", "chatstream, 1 gevent worker, POST then GET"
-        ),
-        _chatstream(
-            "chatstream-single", "single", "chatstream, 1 gevent worker, single request"
-        ),
+        _chatstream("chatstream", "postget", "chatstream, 1 gevent worker, POST then GET"),
+        _chatstream("chatstream-single", "single", "chatstream, 1 gevent worker, single request"),
         _chatstream(
             "chatstream-redis",
             "postget",
             "chatstream + Redis store, 1 worker",
             redis=True,
         ),
-        _chatstream(
-            "chatstream-redis-2w", "postget", "chatstream + Redis, 2 workers", 2, True
-        ),
+        _chatstream("chatstream-redis-2w", "postget", "chatstream + Redis, 2 workers", 2, True),
         Target(
             "node",
             ("node", str(ROOT / "bench/peers/node/server.js"), "{port}"),

@@ -54,9 +54,7 @@ async def create(request: Request) -> JSONResponse | EventSourceResponse:
         return _stream(tokens, delay_ms)
     sid = uuid.uuid4().hex
     _pending[sid] = (tokens, delay_ms)
-    return JSONResponse(
-        {"id": sid, "stream_url": f"/api/streaming/{sid}"}, status_code=202
-    )
+    return JSONResponse({"id": sid, "stream_url": f"/api/streaming/{sid}"}, status_code=202)
 
 
 @app.get("/api/streaming/{sid}", response_model=None)

@@ -43,9 +43,7 @@ def _events(tokens: int, delay_ms: int) -> Iterator[str]:
 
 def _stream(tokens: int, delay_ms: int) -> Response:
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return Response(
-        _events(tokens, delay_ms), mimetype="text/event-stream", headers=headers
-    )
+    return Response(_events(tokens, delay_ms), mimetype="text/event-stream", headers=headers)
 
 
 @app.post("/api/streaming")

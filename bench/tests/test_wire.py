@@ -38,9 +38,7 @@ def _chunked(body: bytes, sizes: list[int]) -> bytes:
 
 
 def _split(data: bytes, rng: random.Random) -> list[bytes]:
-    cuts = sorted(
-        rng.sample(range(1, len(data)), k=min(len(data) - 1, rng.randint(1, 40)))
-    )
+    cuts = sorted(rng.sample(range(1, len(data)), k=min(len(data) - 1, rng.randint(1, 40))))
     return [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
 
 
