@@ -225,6 +225,12 @@ def validate(config: MutableMapping[str, Any]) -> None:
             f"CHATSTREAM_MODEL={config['MODEL']!r} is invalid: expected one of "
             f"CHATSTREAM_MODELS {config['MODELS']}"
         )
+    if config["REDIS_LIVENESS_S"] < 2 * config["REDIS_BEAT_S"]:
+        raise _bad(
+            "REDIS_LIVENESS_S",
+            config["REDIS_LIVENESS_S"],
+            f"at least twice CHATSTREAM_REDIS_BEAT_S ({config['REDIS_BEAT_S']:g})",
+        )
     if config["LOG_FORMAT"] not in ("json", "text"):
         raise _bad("LOG_FORMAT", config["LOG_FORMAT"], "json or text")
     if config["HEARTBEAT_S"] * 1000 < 50:

@@ -6,12 +6,16 @@ all of one stream's keys live on one shard):
 * ``cs:{<id>}:ev``      a Redis Stream; entry ``0-<n>`` holds event ``n``'s
   framed SSE bytes in field ``f`` (and ``t = 1`` on the terminal event);
 * ``cs:{<id>}:meta``    a hash: ``state`` (running | finished), ``last``,
-  ``owner`` (the instance that generates), ``created``, ``beat`` (the owner's
-  last heartbeat), ``cancel``, ``attached``, ``left_at``;
-* ``cs:{<id>}:readers`` a sorted set of reader ids scored by last-seen time.
+  ``owner`` (the instance that generates), ``created``, ``cancel``,
+  ``attached``, ``left_at``;
+* ``cs:{<id>}:readers`` a sorted set of *remote* reader ids (readers on other
+  instances than the owner) scored by last-seen time;
+* ``cs:inst:<instance>`` exists while that instance is alive: it refreshes the
+  key's short TTL every beat, so liveness costs one command per instance, not
+  one per stream.
 
-Every key has a TTL: generous while running (refreshed by the owner's
-heartbeat), ``STREAM_TTL_S`` once finished.
+Every stream key has a TTL: ``GENERATION_TIMEOUT_S + STREAM_TTL_S`` while
+running (no generation outlives its timeout), ``STREAM_TTL_S`` once finished.
 """
 
 from __future__ import annotations
@@ -42,18 +46,18 @@ end
 return 1
 """
 
-#: KEYS: ev, meta, readers. ARGV: now, stale after (s), event body, finished ttl.
-#: Ends a stream whose owner stopped beating (its process died): appends an
-#: ``error`` event with the next id. The body is ``event: ...\\ndata: ...\\n\\n``;
-#: only the ``id:`` line is added here, because only here is the id known.
+#: KEYS: ev, meta, readers, the owner's instance key. ARGV: event body, finished ttl.
+#: Ends a stream whose owner is gone (its instance key expired: the process
+#: died): appends an ``error`` event with the next id. The body is
+#: ``event: ...\\ndata: ...\\n\\n``; only the ``id:`` line is added here,
+#: because only here is the id known.
 INTERRUPT = """
 if redis.call('HGET', KEYS[2], 'state') ~= 'running' then return 0 end
-local beat = tonumber(redis.call('HGET', KEYS[2], 'beat') or '0')
-if tonumber(ARGV[1]) - beat < tonumber(ARGV[2]) then return 0 end
+if redis.call('EXISTS', KEYS[4]) == 1 then return 0 end
 local seq = tonumber(redis.call('HGET', KEYS[2], 'last') or '0') + 1
-redis.call('XADD', KEYS[1], '0-' .. seq, 'f', 'id: ' .. seq .. '\\n' .. ARGV[3], 't', '1')
+redis.call('XADD', KEYS[1], '0-' .. seq, 'f', 'id: ' .. seq .. '\\n' .. ARGV[1], 't', '1')
 redis.call('HSET', KEYS[2], 'state', 'finished', 'last', seq)
-for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[4]) end
+for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[2]) end
 return 1
 """
 
@@ -71,6 +75,11 @@ def keys(stream_id: str) -> tuple[str, str, str]:
     """``(events, meta, readers)`` keys of one stream."""
     tag = f"cs:{{{stream_id}}}"
     return f"{tag}:ev", f"{tag}:meta", f"{tag}:readers"
+
+
+def instance_key(instance: str) -> str:
+    """Exists while ``instance`` is alive (short TTL, refreshed every beat)."""
+    return f"cs:inst:{instance}"
 
 
 def control_key(instance: str) -> str:
