@@ -3,8 +3,9 @@
 Key layout for a stream ``<id>`` (the braces are a Redis Cluster hash tag, so
 all of one stream's keys live on one shard):
 
-* ``cs:{<id>}:ev``      a Redis Stream; entry ``0-<n>`` holds event ``n``'s
-  framed SSE bytes in field ``f`` (and ``t = 1`` on the terminal event);
+* ``cs:{<id>}:ev``      a Redis Stream; one entry per written batch: id
+  ``0-<last event id in it>``, ``f`` its events' framed SSE bytes joined,
+  ``n`` how many (and ``t = 1`` on the batch with the terminal event);
 * ``cs:{<id>}:meta``    a hash: ``state`` (running | finished), ``last``,
   ``owner`` (the instance that generates), ``created``, ``cancel``,
   ``attached``, ``left_at``;
@@ -20,28 +21,29 @@ running (no generation outlives its timeout), ``STREAM_TTL_S`` once finished.
 
 from __future__ import annotations
 
-#: KEYS: ev, meta. ARGV: first seq, final (0/1), running ttl, finished ttl, frames...
-#: Appends only while the stream runs, so an interrupted stream stays closed
-#: even if its (slow, not dead) owner writes later.
+#: KEYS: ev1, meta1, ev2, meta2, ... ARGV: running ttl, finished ttl, then per
+#: stream: last event id of its batch, final (0/1), the batch's frames joined,
+#: how many frames.
+#: One entry per stream per batch (id ``0-<last>``, field ``n`` = its event
+#: count), and one script call for many streams: Redis and redis-py pay per
+#: flush, not per token. Appends only while the stream runs, so an interrupted
+#: stream stays closed even if its (slow, not dead) owner writes later.
 APPEND = """
-if redis.call('HGET', KEYS[2], 'state') ~= 'running' then return 0 end
-local seq = tonumber(ARGV[1])
-local n = #ARGV
-for i = 5, n do
-  if i == n and ARGV[2] == '1' then
-    redis.call('XADD', KEYS[1], '0-' .. seq, 'f', ARGV[i], 't', '1')
-  else
-    redis.call('XADD', KEYS[1], '0-' .. seq, 'f', ARGV[i])
+local running_ttl, finished_ttl = ARGV[1], ARGV[2]
+for i = 1, #KEYS / 2 do
+  local ev, meta, a = KEYS[2 * i - 1], KEYS[2 * i], 3 + (i - 1) * 4
+  if redis.call('HGET', meta, 'state') == 'running' then
+    if ARGV[a + 1] == '1' then
+      redis.call('XADD', ev, '0-' .. ARGV[a], 'f', ARGV[a + 2], 'n', ARGV[a + 3], 't', '1')
+      redis.call('HSET', meta, 'last', ARGV[a], 'state', 'finished')
+      redis.call('EXPIRE', ev, finished_ttl)
+      redis.call('EXPIRE', meta, finished_ttl)
+    else
+      redis.call('XADD', ev, '0-' .. ARGV[a], 'f', ARGV[a + 2], 'n', ARGV[a + 3])
+      redis.call('HSET', meta, 'last', ARGV[a])
+      redis.call('EXPIRE', ev, running_ttl)
+    end
   end
-  seq = seq + 1
-end
-redis.call('HSET', KEYS[2], 'last', seq - 1)
-if ARGV[2] == '1' then
-  redis.call('HSET', KEYS[2], 'state', 'finished')
-  redis.call('EXPIRE', KEYS[1], ARGV[4])
-  redis.call('EXPIRE', KEYS[2], ARGV[4])
-else
-  redis.call('EXPIRE', KEYS[1], ARGV[3])
 end
 return 1
 """
@@ -55,7 +57,7 @@ INTERRUPT = """
 if redis.call('HGET', KEYS[2], 'state') ~= 'running' then return 0 end
 if redis.call('EXISTS', KEYS[4]) == 1 then return 0 end
 local seq = tonumber(redis.call('HGET', KEYS[2], 'last') or '0') + 1
-redis.call('XADD', KEYS[1], '0-' .. seq, 'f', 'id: ' .. seq .. '\\n' .. ARGV[1], 't', '1')
+redis.call('XADD', KEYS[1], '0-' .. seq, 'f', 'id: ' .. seq .. '\\n' .. ARGV[1], 'n', 1, 't', '1')
 redis.call('HSET', KEYS[2], 'state', 'finished', 'last', seq)
 for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[2]) end
 return 1

@@ -54,6 +54,8 @@ log = logging.getLogger(__name__)
 #: (for up to ``POOL_WAIT_S``), so connections stay flat however many streams.
 POOL_SIZE = 16
 POOL_WAIT_S = 30
+#: Streams per append script call (a script blocks Redis while it runs).
+FLUSH_STREAMS = 256
 _LOST = sse.encode_json(
     {"code": "store_unavailable", "message": "The stream store became unreachable; retry."},
     event="error",
@@ -260,22 +262,15 @@ class RedisStreamStore:
             self._pending_ready = self.driver.event()
             batch, self._pending = self._pending, []
             merged: dict[str, tuple[int, list[bytes], bool]] = {}
-            for stream_id, first, frames, final in batch:  # one script call per stream
+            for stream_id, first, frames, final in batch:  # one batch per stream
                 if stream_id in merged:
                     start, acc, done = merged[stream_id]
-                    merged[stream_id] = (start, acc + frames, done or final)
+                    acc.extend(frames)
+                    merged[stream_id] = (start, acc, done or final)
                 else:
                     merged[stream_id] = (first, list(frames), final)
             try:
-                pipe = self.client.pipeline(transaction=False)
-                for stream_id, (first, frames, final) in merged.items():
-                    ev, meta, _ = scripts.keys(stream_id)
-                    self._append(
-                        keys=[ev, meta],
-                        args=[first, int(final), self.running_ttl_s, self.ttl_s, *frames],
-                        client=pipe,
-                    )
-                pipe.execute()
+                self._write(merged)
             except redis.RedisError:
                 log.exception("redis store: cannot write events; cancelling local streams")
                 self._lose_local()
@@ -286,6 +281,20 @@ class RedisStreamStore:
                     local.flushed = True
                     if not local.readers:
                         self._local.pop(stream_id, None)
+
+    def _write(self, merged: dict[str, tuple[int, list[bytes], bool]]) -> None:
+        """Ship one flush: a script call per ``FLUSH_STREAMS`` streams, pipelined."""
+        items = list(merged.items())
+        pipe = self.client.pipeline(transaction=False)
+        for start in range(0, len(items), FLUSH_STREAMS):
+            keys: list[str] = []
+            args: list[Any] = [self.running_ttl_s, self.ttl_s]
+            for stream_id, (first, frames, final) in items[start : start + FLUSH_STREAMS]:
+                ev, meta, _ = scripts.keys(stream_id)
+                keys += (ev, meta)
+                args += (first + len(frames) - 1, int(final), b"".join(frames), len(frames))
+            self._append(keys=keys, args=args, client=pipe)
+        pipe.execute()
 
     def _lose_local(self) -> None:
         for stream_id, local in list(self._local.items()):
@@ -387,7 +396,7 @@ class RedisStreamStore:
             self._interrupt_if_dead(stream_id, owner)
         entries: list[Any] = self.client.xrange(ev) or []
         mirror = _Mirror(self.driver)
-        mirror.extend([f[b"f"] for _, f in entries], final=any(b"t" in f for _, f in entries))
+        self._extend_mirror(mirror, entries)
         existing = self._mirrors.setdefault(stream_id, mirror)
         if existing is mirror and not mirror.finished:
             self._wake()
@@ -452,17 +461,31 @@ class RedisStreamStore:
                     self._cancel_local(local, fields[b"reason"].decode())
 
     def _deliver(self, key: str, entries: list[Any]) -> None:
-        stream_id = key[len("cs:{") : key.index("}")]
-        mirror = self._mirrors.get(stream_id)
-        if mirror is None:
-            return
-        frames, final, expected = [], False, len(mirror.frames) + 1
+        mirror = self._mirrors.get(key[len("cs:{") : key.index("}")])
+        if mirror is not None:
+            self._extend_mirror(mirror, entries)
+
+    @staticmethod
+    def _extend_mirror(mirror: _Mirror, entries: list[Any]) -> None:
+        """Append the events of batch entries the mirror does not have yet.
+
+        An entry ``0-<last>`` holds ``n`` events joined; every frame ends with
+        a blank line and holds none inside (SSE: a blank line ends an event),
+        so splitting on it gives the events back.
+        """
+        frames: list[bytes] = []
+        final = False
+        have = len(mirror.frames)
         for entry_id, fields in entries:
-            if int(entry_id.split(b"-")[1]) != expected:
+            last = int(entry_id.split(b"-")[1])
+            count = int(fields[b"n"])
+            first = last - count + 1
+            if last <= have:
                 continue  # already delivered (a reload raced the read)
-            frames.append(fields[b"f"])
+            events = [event + b"\n\n" for event in fields[b"f"].split(b"\n\n")[:-1]]
+            frames.extend(events[have + 1 - first :] if first <= have else events)
+            have = last
             final = final or b"t" in fields
-            expected += 1
         if frames:
             mirror.extend(frames, final=final)
 
