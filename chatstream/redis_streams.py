@@ -172,6 +172,7 @@ class RedisStreamStore:
         self._mirrors: dict[str, _Mirror] = {}
         self._readers: dict[str, _Reader] = {}
         self._pending: list[tuple[str, int, list[bytes], bool]] = []
+        self._creating: list[tuple[str, float, Any, list[bool]]] = []
         self._pending_ready = driver.event()
         self._started = False
         self._stopped = False
@@ -223,28 +224,21 @@ class RedisStreamStore:
     def create(self) -> _Writer:
         """Register a new running stream owned by this instance.
 
+        The stream's meta is written by the flusher together with whatever
+        else is pending (a group commit: a burst of POSTs costs a few round
+        trips, not one each); this waits until it is in Redis, so another
+        instance can serve the stream as soon as the POST has answered.
+
         :raises StoreUnavailable: Redis cannot be reached.
         """
         self._start()
         stream_id = new_stream_id()
-        _, meta, _ = scripts.keys(stream_id)
-        now = time.time()
-        try:
-            pipe = self.client.pipeline(transaction=False)
-            pipe.hset(
-                meta,
-                mapping={
-                    "state": "running",
-                    "last": 0,
-                    "owner": self.instance,
-                    "created": now,
-                },
-            )
-            pipe.expire(meta, self.running_ttl_s)
-            pipe.set(self.alive_key, 1, px=self._alive_ms)
-            pipe.execute()
-        except redis.RedisError as exc:
-            raise StoreUnavailable("The stream store is unreachable; try again shortly.") from exc
+        done = self.driver.event()
+        outcome: list[bool] = []
+        self._creating.append((stream_id, time.time(), done, outcome))
+        self._pending_ready.set()
+        if not done.wait(POOL_WAIT_S) or not outcome or not outcome[0]:
+            raise StoreUnavailable("The stream store is unreachable; try again shortly.")
         local = _Local(stream_id, self.driver)
         self._local[stream_id] = local
         return _Writer(self, local)
@@ -257,10 +251,11 @@ class RedisStreamStore:
     def _flusher(self) -> None:
         while not self._stopped:
             self._pending_ready.wait(self.beat_s)
-            if not self._pending:
+            if not self._pending and not self._creating:
                 continue
             self._pending_ready = self.driver.event()
             batch, self._pending = self._pending, []
+            creating, self._creating = self._creating, []
             merged: dict[str, tuple[int, list[bytes], bool]] = {}
             for stream_id, first, frames, final in batch:  # one batch per stream
                 if stream_id in merged:
@@ -270,11 +265,17 @@ class RedisStreamStore:
                 else:
                     merged[stream_id] = (first, list(frames), final)
             try:
-                self._write(merged)
+                self._write(creating, merged)
             except redis.RedisError:
                 log.exception("redis store: cannot write events; cancelling local streams")
+                for *_, done, outcome in creating:
+                    outcome.append(False)
+                    done.set()
                 self._lose_local()
                 continue
+            for *_, done, outcome in creating:
+                outcome.append(True)
+                done.set()
             for stream_id, (_, _, final) in merged.items():
                 local = self._local.get(stream_id)
                 if final and local is not None:
@@ -282,10 +283,24 @@ class RedisStreamStore:
                     if not local.readers:
                         self._local.pop(stream_id, None)
 
-    def _write(self, merged: dict[str, tuple[int, list[bytes], bool]]) -> None:
-        """Ship one flush: a script call per ``FLUSH_STREAMS`` streams, pipelined."""
+    def _write(
+        self,
+        creating: list[tuple[str, float, Any, list[bool]]],
+        merged: dict[str, tuple[int, list[bytes], bool]],
+    ) -> None:
+        """Ship one flush in one round trip: new streams' meta, then events
+        (a script call per ``FLUSH_STREAMS`` streams)."""
         items = list(merged.items())
         pipe = self.client.pipeline(transaction=False)
+        for stream_id, created, _, _ in creating:
+            _, meta, _ = scripts.keys(stream_id)
+            pipe.hset(
+                meta,
+                mapping={"state": "running", "last": 0, "owner": self.instance, "created": created},
+            )
+            pipe.expire(meta, self.running_ttl_s)
+        if creating:
+            pipe.set(self.alive_key, 1, px=self._alive_ms)
         for start in range(0, len(items), FLUSH_STREAMS):
             keys: list[str] = []
             args: list[Any] = [self.running_ttl_s, self.ttl_s]
