@@ -164,11 +164,17 @@ class EventBuffer:
         return self.take(after)
 
 
-class _Stream(EventBuffer):
+class OwnedStream(EventBuffer):
+    """A stream generated in this process: its events, cancel hooks and readers.
+
+    The memory store keeps one per stream; the Redis store one per stream its
+    process generates.
+    """
+
     __slots__ = (
         "stream_id",
         "cancel_reason",
-        "cancel_callbacks",
+        "callbacks",
         "readers",
         "ever_attached",
         "idle_since",
@@ -178,14 +184,21 @@ class _Stream(EventBuffer):
         super().__init__(driver)
         self.stream_id = stream_id
         self.cancel_reason: str | None = None
-        self.cancel_callbacks: list[Callable[[str], None]] = []
+        self.callbacks: list[Callable[[str], None]] = []
         self.readers = 0
         self.ever_attached = False
         self.idle_since = time.monotonic()
 
+    def request_cancel(self, reason: str) -> None:
+        """Ask the writer to stop (once; a finished stream ignores it)."""
+        if self.cancel_reason is None and not self.finished:
+            self.cancel_reason = reason
+            for callback in self.callbacks:
+                callback(reason)
+
 
 class _MemoryWriter:
-    def __init__(self, stream: _Stream) -> None:
+    def __init__(self, stream: OwnedStream) -> None:
         self._stream = stream
         self.stream_id = stream.stream_id
 
@@ -193,7 +206,7 @@ class _MemoryWriter:
         self._stream.extend(frames, final=final)
 
     def on_cancel(self, callback: Callable[[str], None]) -> None:
-        self._stream.cancel_callbacks.append(callback)
+        self._stream.callbacks.append(callback)
 
     @property
     def cancel_reason(self) -> str | None:
@@ -201,7 +214,7 @@ class _MemoryWriter:
 
 
 class _MemoryReader:
-    def __init__(self, stream: _Stream) -> None:
+    def __init__(self, stream: OwnedStream) -> None:
         self._stream = stream
         self._closed = False
         self.read = stream.read
@@ -226,10 +239,10 @@ class MemoryStreamStore:
     def __init__(self, driver: Driver, *, ttl_s: float) -> None:
         self.driver = driver
         self.ttl_s = ttl_s
-        self._streams: dict[str, _Stream] = {}
+        self._streams: dict[str, OwnedStream] = {}
         self._next_sweep = 0.0
 
-    def _get(self, stream_id: str) -> _Stream:
+    def _get(self, stream_id: str) -> OwnedStream:
         stream = self._streams.get(stream_id)
         if stream is None or (stream.finished and time.monotonic() - stream.ended_at > self.ttl_s):
             raise NotFound("No such stream (unknown id, or it expired).")
@@ -240,7 +253,7 @@ class MemoryStreamStore:
         if now >= self._next_sweep:  # amortised: at most one full scan a second
             self._next_sweep = now + 1.0
             self.sweep()
-        stream = _Stream(new_stream_id(), self.driver)
+        stream = OwnedStream(new_stream_id(), self.driver)
         self._streams[stream.stream_id] = stream
         return _MemoryWriter(stream)
 
@@ -258,12 +271,8 @@ class MemoryStreamStore:
     def cancel(self, stream_id: str, reason: str) -> bool:
         """Ask the writer to stop. :returns: False if it had already ended."""
         stream = self._get(stream_id)
-        if stream.finished or stream.cancel_reason is not None:
-            return not stream.finished
-        stream.cancel_reason = reason
-        for callback in stream.cancel_callbacks:
-            callback(reason)
-        return True
+        stream.request_cancel(reason)
+        return not stream.finished
 
     def presence(self, stream_id: str) -> Presence:
         stream = self._get(stream_id)
