@@ -8,18 +8,11 @@ import pytest
 
 from chatstream import create_app
 from chatstream.errors import ConfigError
+from tests.conftest import UNIT_CONFIG
 
 PASSWORD = "correct horse battery staple"
 TOKEN = "tok-" + "a" * 28
-BASE = {
-    "TESTING": True,
-    "SECRET_KEY": "test",
-    "ADAPTER": "demo",
-    "DEMO_DELAY_MS": 0,
-    "HEARTBEAT_S": 0.2,
-    "SWEEP_S": 0.05,
-    "RATE_LIMIT": "off",
-}
+BASE = {**UNIT_CONFIG, "RATE_LIMIT": "off"}
 SLOW = {"prompt": "x", "options": {"tokens": 5, "delay_ms": 10_000}}
 
 

@@ -14,16 +14,10 @@ from chatstream.errors import TooManyRequests
 from chatstream.generation import Runner
 from chatstream.limits import _storage_uri
 from chatstream.streams import MemoryStreamStore
+from tests.conftest import UNIT_CONFIG
 from tests.support.client import wait_until
 
-BASE = {
-    "TESTING": True,
-    "SECRET_KEY": "test",
-    "ADAPTER": "demo",
-    "DEMO_DELAY_MS": 0,
-    "HEARTBEAT_S": 0.2,
-    "SWEEP_S": 0.05,
-}
+BASE = dict(UNIT_CONFIG)
 QUICK = {"prompt": "x", "options": {"tokens": 1}}
 SLOW = {"prompt": "x", "options": {"tokens": 5, "delay_ms": 10_000}}
 PROMPT = [{"role": "user", "content": "hi"}]
