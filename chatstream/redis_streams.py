@@ -46,6 +46,7 @@ from .errors import StoreUnavailable
 from .streams import Chunk
 from .streams import EventBuffer
 from .streams import OwnedStream
+from .streams import OwnedWriter
 from .streams import Presence
 from .streams import new_stream_id
 
@@ -84,24 +85,18 @@ class _Mirror(EventBuffer):
         self.readers = 0
 
 
-class _Writer:
+class _Writer(OwnedWriter):
+    """Appends locally (the owner's readers), then queues the batch for Redis."""
+
     def __init__(self, store: RedisStreamStore, local: _Local) -> None:
+        super().__init__(local)
         self._store = store
-        self._local = local
-        self.stream_id = local.stream_id
 
     def append(self, frames: list[bytes], *, final: bool = False) -> None:
-        local = self._local
+        local = self._stream
         first = len(local.frames) + 1
         if local.extend(frames, final=final):
             self._store._enqueue(local.stream_id, first, frames, final)
-
-    def on_cancel(self, callback: Callable[[str], None]) -> None:
-        self._local.callbacks.append(callback)
-
-    @property
-    def cancel_reason(self) -> str | None:
-        return self._local.cancel_reason
 
 
 class _Reader:

@@ -197,7 +197,12 @@ class OwnedStream(EventBuffer):
                 callback(reason)
 
 
-class _MemoryWriter:
+class OwnedWriter:
+    """The runner's handle on an :class:`OwnedStream` (the memory store's writer).
+
+    The Redis store subclasses it to also ship each batch to Redis.
+    """
+
     def __init__(self, stream: OwnedStream) -> None:
         self._stream = stream
         self.stream_id = stream.stream_id
@@ -248,14 +253,14 @@ class MemoryStreamStore:
             raise NotFound("No such stream (unknown id, or it expired).")
         return stream
 
-    def create(self) -> _MemoryWriter:
+    def create(self) -> OwnedWriter:
         now = time.monotonic()
         if now >= self._next_sweep:  # amortised: at most one full scan a second
             self._next_sweep = now + 1.0
             self.sweep()
         stream = OwnedStream(new_stream_id(), self.driver)
         self._streams[stream.stream_id] = stream
-        return _MemoryWriter(stream)
+        return OwnedWriter(stream)
 
     def status(self, stream_id: str) -> tuple[int, bool]:
         """``(highest id a reader may hold, finished)``: here, the last event id.
