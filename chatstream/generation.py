@@ -141,7 +141,9 @@ class Runner:
                 "wait for one to finish or cancel one.",
                 code="too_many_streams",
             )
-        request = GenerationRequest(messages=list(messages), model=model, options=checked)
+        request = GenerationRequest(
+            messages=list(messages), model=model, options=checked, driver=self.driver
+        )
         writer = self.store.create()
         generation = _Generation(writer, self.factory(), request, client)
         writer.on_cancel(lambda _reason: generation.adapter.close())

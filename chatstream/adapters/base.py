@@ -24,6 +24,8 @@ from typing import Literal
 from typing import Protocol
 from typing import TypedDict
 
+from ..concurrency import Driver
+from ..concurrency import get_driver
 from ..errors import BadRequest
 from ..errors import ConfigError
 
@@ -43,11 +45,15 @@ class GenerationRequest:
     :param messages: the conversation so far, the last one from the user.
     :param model: one of the configured models.
     :param options: adapter-specific options, already checked by the factory.
+    :param driver: the concurrency driver to sleep, spawn and hand over with.
+        The runner always passes its own; the default (the process's driver)
+        serves requests built by hand, in tests and scripts.
     """
 
     messages: Sequence[Message]
     model: str
     options: Mapping[str, Any] = field(default_factory=dict)
+    driver: Driver = field(default_factory=get_driver, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,6 @@ from typing import Any
 
 from ..concurrency import Channel
 from ..concurrency import Driver
-from ..concurrency import get_driver
 from ..errors import Cancelled
 from .base import Finish
 from .base import FinishReason
@@ -85,7 +84,7 @@ class CallbackBridge:
         Returning without ``on_end`` counts as ``on_end("stop")``.
     :param blocking: run the producer on a native thread.
     :param maxsize: tokens buffered before the producer waits.
-    :param driver: concurrency driver (default: the process's).
+    :param driver: concurrency driver (default: the request's).
     """
 
     def __init__(
@@ -99,7 +98,7 @@ class CallbackBridge:
         self._producer = producer
         self._blocking = blocking
         self._maxsize = maxsize
-        self._driver = driver or get_driver()
+        self._driver = driver
         self._channel: Channel[Any] | None = None
         self._callbacks: Callbacks | None = None
         self._closed = False
@@ -123,12 +122,13 @@ class CallbackBridge:
             return
 
     def stream(self, request: GenerationRequest) -> Iterator[str | Finish]:
-        channel = self._driver.channel(self._maxsize, native_producer=self._blocking)
+        driver = self._driver or request.driver
+        channel = driver.channel(self._maxsize, native_producer=self._blocking)
         callbacks = Callbacks(channel)
         self._channel, self._callbacks = channel, callbacks
         if self._closed:
             raise Cancelled("generation cancelled")
-        spawn = self._driver.spawn_native if self._blocking else self._driver.spawn
+        spawn = driver.spawn_native if self._blocking else driver.spawn
         spawn(self._run, request, callbacks)
         try:
             while True:

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from collections.abc import Mapping
 from typing import Any
 
-from ..concurrency import get_driver
+from ..concurrency import Sleeper
 from ..errors import BadRequest
 from .base import Finish
 from .base import GenerationRequest
@@ -71,10 +71,12 @@ class DemoAdapter:
 
     def __init__(self, delay_ms: int) -> None:
         self._delay_s = delay_ms / 1000
-        self._sleeper = get_driver().sleeper()
+        self._sleeper: Sleeper | None = None
         self._closed = False
 
     def stream(self, request: GenerationRequest) -> Iterator[str | Finish]:
+        # Set before reading ``_closed``; close() sets that before reading this.
+        sleeper = self._sleeper = request.driver.sleeper()
         options = request.options
         if "tokens" in options:
             pieces: Any = (f"{i} " for i in range(options["tokens"]))
@@ -84,7 +86,7 @@ class DemoAdapter:
             count = len(pieces)
         delay = options.get("delay_ms", self._delay_s * 1000) / 1000
         for index, piece in enumerate(pieces):
-            if index and delay and self._sleeper.sleep(delay):
+            if index and delay and sleeper.sleep(delay):
                 return  # close() cut the delay short: cancel is prompt
             if self._closed:
                 return
@@ -99,7 +101,8 @@ class DemoAdapter:
 
     def close(self) -> None:
         self._closed = True
-        self._sleeper.interrupt()
+        if self._sleeper is not None:
+            self._sleeper.interrupt()
 
 
 def _bounded_int(options: Mapping[str, Any], key: str, high: int) -> int | None:
