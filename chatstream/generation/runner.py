@@ -24,23 +24,23 @@ from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import Any
 
-from . import metrics
-from . import sse
-from .adapters.base import AdapterFactory
-from .adapters.base import Finish
-from .adapters.base import GenerationRequest
-from .adapters.base import Message
-from .concurrency import Driver
-from .errors import BadRequest
-from .errors import ChatstreamError
-from .errors import GenerationInterrupted
-from .errors import GenerationTimeout
-from .errors import NotFound
-from .errors import Overloaded
-from .errors import TooManyRequests
-from .streams import Presence
-from .streams import StreamStore
-from .streams import StreamWriter
+from .. import metrics
+from .. import sse
+from ..adapters.base import AdapterFactory
+from ..adapters.base import Finish
+from ..adapters.base import GenerationRequest
+from ..adapters.base import Message
+from ..concurrency import Driver
+from ..errors import BadRequest
+from ..errors import ChatstreamError
+from ..errors import GenerationInterrupted
+from ..errors import GenerationTimeout
+from ..errors import NotFound
+from ..errors import Overloaded
+from ..errors import TooManyRequests
+from ..streams import Presence
+from ..streams import StreamStore
+from ..streams import StreamWriter
 
 log = logging.getLogger(__name__)
 
