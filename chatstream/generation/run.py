@@ -1,0 +1,119 @@
+"""The run loop: one generation's adapter tokens, framed once, into its stream.
+
+Each token becomes one SSE ``newToken`` event (framed here, once, so replay
+and every reader cost no re-encoding) appended to the stream's writer. The
+loop stops at the adapter's :class:`~chatstream.adapters.base.Finish`, at
+``MAX_EVENTS`` (``length``), or at a cancel; then it closes the adapter and
+writes the terminal event (:mod:`.outcomes`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .. import metrics
+from .. import sse
+from ..adapters.base import Finish
+from ..adapters.base import GenerationRequest
+from ..concurrency import Driver
+from ..streams import StreamWriter
+from .outcomes import Outcome
+from .outcomes import terminal
+
+__all__ = ["YIELD_EVERY", "Generation", "run"]
+
+log = logging.getLogger("chatstream.generation")
+
+#: Hand the hub to readers at least this often when a model never blocks.
+YIELD_EVERY = 32
+
+
+class Generation:
+    """One running generation: its stream's writer, its adapter and request."""
+
+    __slots__ = ("writer", "adapter", "request", "started", "stream_id", "client")
+
+    def __init__(
+        self, writer: StreamWriter, adapter: Any, request: GenerationRequest, client: str | None
+    ) -> None:
+        self.client = client
+        self.writer = writer
+        self.adapter = adapter
+        self.request = request
+        self.started = time.monotonic()
+        self.stream_id = writer.stream_id
+
+
+def run(
+    generation: Generation,
+    driver: Driver,
+    max_events: int,
+    done: Callable[[Generation], None],
+) -> None:
+    """Run ``generation`` to its end and write its terminal event.
+
+    :param max_events: events per stream, the terminal one included.
+    :param done: called once the adapter is closed, before the terminal
+        event is written (the runner forgets the generation there).
+    """
+    writer, adapter = generation.writer, generation.adapter
+    seq = 0
+    first_token_at: float | None = None
+    limit = max_events - 1  # room for the terminal event
+    finish = Finish("stop")
+    failure: BaseException | None = None
+    try:
+        for item in adapter.stream(generation.request):
+            if isinstance(item, Finish):
+                finish = item
+                break
+            if not item:
+                continue
+            if seq >= limit:
+                finish = Finish("length")
+                break
+            seq += 1
+            if seq == 1:
+                first_token_at = time.monotonic()
+            writer.append([sse.encode_token(item, seq)])
+            if seq % YIELD_EVERY == 0:
+                driver.sleep(0)
+            if writer.cancel_reason is not None:
+                break
+    except Exception as exc:  # becomes an ``error`` event, never re-raised
+        failure = exc
+    finally:
+        try:
+            adapter.close()
+        except Exception:  # closing must not hide the real outcome
+            log.exception("adapter close failed")
+        done(generation)
+    outcome = terminal(writer.cancel_reason, finish, failure, seq + 1)
+    writer.append([outcome.frame], final=True)
+    _report(generation, outcome, seq, first_token_at)
+
+
+def _report(
+    generation: Generation, outcome: Outcome, tokens: int, first_token_at: float | None
+) -> None:
+    """Metrics and one log line for an ended generation."""
+    ended = time.monotonic()
+    metrics.stream_finished(
+        outcome.reason,
+        tokens=tokens,
+        ttft_s=None if first_token_at is None else first_token_at - generation.started,
+        duration_s=ended - generation.started,
+        error_code=outcome.error_code,
+    )
+    log.info(
+        "stream ended",
+        extra={
+            "stream_id": generation.stream_id[:8],
+            "reason": outcome.error_code or outcome.reason,
+            "tokens": tokens,
+            "duration_ms": round((ended - generation.started) * 1000),
+        },
+    )
