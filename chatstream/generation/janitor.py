@@ -62,13 +62,13 @@ class Janitor:
         try:
             while True:
                 self.driver.sleep(self.sweep_s)
-                self.sweep()
+                self.enforce_limits()
                 if not self.running:
                     return
         finally:
             self._alive = False
 
-    def sweep(self) -> None:
+    def enforce_limits(self) -> None:
         """Enforce the timeout and the reader grace periods once."""
         now = time.monotonic()
         running = list(self.running.values())
