@@ -23,7 +23,7 @@ from ..streams import StreamWriter
 from .outcomes import Outcome
 from .outcomes import terminal
 
-__all__ = ["YIELD_EVERY", "Generation", "run"]
+__all__ = ["YIELD_EVERY", "CancelHook", "Generation", "run"]
 
 log = logging.getLogger("chatstream.generation")
 
@@ -31,10 +31,49 @@ log = logging.getLogger("chatstream.generation")
 YIELD_EVERY = 32
 
 
-class Generation:
-    """One running generation: its stream's writer, its adapter and request."""
+class CancelHook:
+    """What a stream calls on cancel: close the generation's adapter.
 
-    __slots__ = ("writer", "adapter", "request", "started", "stream_id", "client")
+    A stream keeps its cancel callbacks until it expires, and a generation
+    holds its stream's writer. Were the callback to hold the generation, the
+    two would hold each other and only the cycle collector could free them.
+    So the stream holds this small hook, which holds the adapter only while
+    it runs: reference counting frees an ended generation at once, and its
+    stream when the store lets go of it.
+    """
+
+    __slots__ = ("adapter",)
+
+    def __init__(self, adapter: Any) -> None:
+        self.adapter = adapter
+
+    def __call__(self, reason: str) -> None:
+        adapter = self.adapter
+        if adapter is not None:
+            adapter.close()
+
+    def release(self) -> None:
+        """The run has ended (and closed the adapter): let go of it."""
+        self.adapter = None
+
+
+class Generation:
+    """One running generation: its stream's writer, its adapter and request.
+
+    Register :attr:`cancel_hook` with the writer, never a callable holding
+    the generation itself (see :class:`CancelHook`).
+    """
+
+    __slots__ = (
+        "writer",
+        "adapter",
+        "cancel_hook",
+        "request",
+        "started",
+        "stream_id",
+        "client",
+        "__weakref__",
+    )
 
     def __init__(
         self, writer: StreamWriter, adapter: Any, request: GenerationRequest, client: str | None
@@ -42,6 +81,7 @@ class Generation:
         self.client = client
         self.writer = writer
         self.adapter = adapter
+        self.cancel_hook = CancelHook(adapter)
         self.request = request
         self.started = time.monotonic()
         self.stream_id = writer.stream_id
@@ -90,6 +130,7 @@ def run(
             adapter.close()
         except Exception:  # closing must not hide the real outcome
             log.exception("adapter close failed")
+        generation.cancel_hook.release()
         done(generation)
     outcome = terminal(writer.cancel_reason, finish, failure, seq + 1)
     writer.append([outcome.frame], final=True)

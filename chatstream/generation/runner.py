@@ -91,7 +91,7 @@ class Runner:
         )
         writer = self.store.create()
         generation = Generation(writer, self.factory(), request, client)
-        writer.on_cancel(lambda _reason: generation.adapter.close())
+        writer.on_cancel(generation.cancel_hook)
         self.running[writer.stream_id] = generation
         metrics.stream_started()
         self.admission.claim(client)

@@ -49,12 +49,16 @@ def text_of(events: list[Event]) -> str:
     return "".join(e.token for e in events)
 
 
-def wait_until(predicate, timeout: float = 15.0, interval: float = 0.02):
-    """Poll ``predicate`` until truthy; the timeout is only an upper bound."""
+def wait_until(predicate, timeout: float = 15.0, interval: float = 0.02, sleep=time.sleep):
+    """Poll ``predicate`` until truthy; the timeout is only an upper bound.
+
+    :param sleep: how to wait between polls (a driver's ``sleep`` lets the
+        greenlets under test run).
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
-        time.sleep(interval)
+        sleep(interval)
     raise AssertionError("condition not met in time")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import threading
 import time
+import weakref
 
 import pytest
 
@@ -17,6 +19,8 @@ from chatstream.errors import Overloaded
 from chatstream.errors import UpstreamRateLimited
 from chatstream.generation import Runner
 from chatstream.streams import MemoryStreamStore
+from chatstream.streams import OwnedStream
+from tests.support.client import wait_until
 
 PROMPT = [{"role": "user", "content": "hi"}]
 
@@ -52,12 +56,12 @@ class ScriptedFactory:
         return Adapter()
 
 
-def make_runner(factory, **overrides):
+def make_runner(factory, driver_name="threading", ttl_s=60, **overrides):
     config = settings.defaults()
     config.update({"ADAPTER": "demo", "DEMO_DELAY_MS": 0, "SWEEP_S": 0.02, **overrides})
     settings.validate(config)
-    store = MemoryStreamStore(Driver("threading"), ttl_s=60)
-    return Runner(store, factory, Driver("threading"), config), store
+    store = MemoryStreamStore(Driver(driver_name), ttl_s=ttl_s)
+    return Runner(store, factory, Driver(driver_name), config), store
 
 
 def events(store, stream_id, timeout=10):
@@ -165,3 +169,64 @@ def test_too_many_running_streams_is_overloaded():
         runner.start(PROMPT)
     assert info.value.headers["Retry-After"]
     runner.cancel(first)
+
+
+class RecordingFactory(DemoFactory):
+    """Demo adapters, each watched through a weak reference."""
+
+    def __init__(self):
+        super().__init__({"DEMO_DELAY_MS": 0})
+        self.adapters = []
+
+    def __call__(self):
+        adapter = super().__call__()
+        self.adapters.append(weakref.ref(adapter))
+        return adapter
+
+
+@pytest.mark.parametrize("driver_name", ["threading", "gevent"])
+def test_finished_streams_and_generations_are_freed_without_the_cycle_collector(driver_name):
+    """Reference counting alone frees an ended generation, then its expired stream.
+
+    The figure: of ``N`` finished streams, how many generations, adapters and
+    (once expired and swept) streams are still alive with the collector off.
+    """
+    n = 20
+    driver = Driver(driver_name)
+    factory = RecordingFactory()
+    runner, store = make_runner(factory, driver_name)
+    gc.collect()
+    gc.disable()
+    try:
+        sids, generations = [], []
+        for _ in range(n):  # 50 ms apart: still running when we take the weak reference
+            sid = runner.start(PROMPT, options={"tokens": 3, "delay_ms": 50})
+            generations.append(weakref.ref(runner.running[sid]))
+            sids.append(sid)
+        for sid in sids:
+            assert events(store, sid)[-1][1] == "end"
+        wait_until(lambda: not runner.running, timeout=10, sleep=driver.sleep)
+
+        def alive(refs):
+            return sum(ref() is not None for ref in refs)
+
+        # Ended: the generation and its adapter go at once (the stream stays readable).
+        settle(lambda: alive(generations) + alive(factory.adapters) == 0, driver)
+        assert (alive(generations), alive(factory.adapters)) == (0, 0)
+        assert store.status(sids[0])[1] is True
+        # Expired and swept: the stream goes too.
+        store.ttl_s = 0
+        assert store.sweep() == n
+        wanted = set(sids)
+        streams = [o for o in gc.get_objects() if isinstance(o, OwnedStream)]
+        assert sum(s.stream_id in wanted for s in streams) == 0
+    finally:
+        gc.enable()
+
+
+def settle(predicate, driver, timeout=3):
+    """Wait a while for ``predicate``; the assertion after it says what was found."""
+    try:
+        wait_until(predicate, timeout=timeout, sleep=driver.sleep)
+    except AssertionError:
+        pass
