@@ -29,6 +29,19 @@ from ..concurrency import get_driver
 from ..errors import BadRequest
 from ..errors import ConfigError
 
+__all__ = [
+    "BUILTIN",
+    "Adapter",
+    "AdapterFactory",
+    "Finish",
+    "FinishReason",
+    "GenerationRequest",
+    "Message",
+    "Role",
+    "load_factory",
+    "reject_options",
+]
+
 Role = Literal["system", "user", "assistant"]
 FinishReason = Literal["stop", "length", "cancelled"]
 

@@ -32,6 +32,8 @@ from .base import Finish
 from .base import FinishReason
 from .base import GenerationRequest
 
+__all__ = ["CallbackBridge", "Callbacks", "Producer"]
+
 
 class _Failure:
     __slots__ = ("exc",)

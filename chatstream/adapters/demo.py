@@ -23,6 +23,8 @@ from ..errors import BadRequest
 from .base import Finish
 from .base import GenerationRequest
 
+__all__ = ["DemoAdapter", "DemoFactory", "compose_reply", "factory", "word_pieces"]
+
 MAX_TOKENS = 100_000
 MAX_DELAY_MS = 10_000
 _WORD_PIECE = re.compile(r"\s*\S{1,5}|\s+")

@@ -8,9 +8,10 @@ import time
 import gevent
 import pytest
 
-from chatstream.adapters.base import Finish
-from chatstream.adapters.base import GenerationRequest
-from chatstream.adapters.bridge import CallbackBridge
+import chatstream.adapters
+from chatstream.adapters import CallbackBridge
+from chatstream.adapters import Finish
+from chatstream.adapters import GenerationRequest
 from chatstream.concurrency import Driver
 from chatstream.errors import Cancelled
 
@@ -123,3 +124,9 @@ def test_blocking_producer_does_not_block_the_hub():
 def test_returning_without_on_end_counts_as_stop():
     bridge = CallbackBridge(lambda r, cb: cb.on_token("x"), driver=Driver("threading"))
     assert list(bridge.stream(REQUEST)) == ["x", Finish("stop")]
+
+
+def test_the_plugin_surface_is_importable_from_the_adapters_package():
+    for name in ("Adapter", "Finish", "GenerationRequest", "CallbackBridge", "load_factory"):
+        assert name in chatstream.adapters.__all__
+        assert getattr(chatstream.adapters, name) is not None
