@@ -14,6 +14,7 @@ from chatstream.adapters import Finish
 from chatstream.adapters import GenerationRequest
 from chatstream.concurrency import Driver
 from chatstream.errors import Cancelled
+from tests.support.client import wait_until
 
 REQUEST = GenerationRequest(messages=[{"role": "user", "content": "hi"}], model="m")
 CASES = [("threading", False), ("threading", True), ("gevent", False), ("gevent", True)]
@@ -90,10 +91,7 @@ def test_cancel_stops_the_producer_and_buffer_is_bounded(driver_name, blocking):
     bridge.close()
     with pytest.raises(StopIteration):
         next(iterator)
-    deadline = time.monotonic() + 10
-    while not stopped.is_set() and time.monotonic() < deadline:
-        Driver(driver_name).sleep(0.01)
-    assert stopped.is_set()
+    wait_until(stopped.is_set, timeout=10, sleep=Driver(driver_name).sleep)
     assert len(produced) < 10_000
 
 

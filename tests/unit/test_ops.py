@@ -6,6 +6,7 @@ import json
 import logging
 
 from chatstream.logs import JsonFormatter
+from tests.support.client import wait_until
 
 
 def sample(text: str, name: str) -> float:
@@ -16,6 +17,18 @@ def sample(text: str, name: str) -> float:
 
 
 def test_metrics_count_streams_tokens_and_reasons(client):
+    """One 7-token stream moves every series by its share, whatever ran before."""
+    series = (
+        "chatstream_streams_started_total",
+        "chatstream_tokens_total",
+        'chatstream_streams_finished_total{reason="stop"}',
+        "chatstream_time_to_first_token_seconds_count",
+        "chatstream_stream_duration_seconds_count",
+    )
+
+    def deltas(before: str, after: str) -> list[float]:
+        return [sample(after, name) - sample(before, name) for name in series]
+
     before = client.get("/metrics").get_data(as_text=True)
     url = client.post("/api/streaming", json={"prompt": "x", "options": {"tokens": 7}}).json[
         "stream_url"
@@ -23,15 +36,13 @@ def test_metrics_count_streams_tokens_and_reasons(client):
     client.get(url)
     response = client.get("/metrics")
     assert response.status_code == 200 and response.mimetype == "text/plain"
-    after = response.get_data(as_text=True)
-    assert (
-        sample(after, "chatstream_streams_started_total")
-        == sample(before, "chatstream_streams_started_total") + 1
+    # The runner reports a stream just after writing its last event: poll.
+    wait_until(
+        lambda: deltas(before, client.get("/metrics").get_data(as_text=True))[2] == 1,
+        timeout=10,
     )
-    assert sample(after, "chatstream_tokens_total") - sample(before, "chatstream_tokens_total") == 7
-    assert 'chatstream_streams_finished_total{reason="stop"}' in after
-    assert "chatstream_time_to_first_token_seconds_bucket" in after
-    assert "chatstream_stream_duration_seconds_count" in after
+    after = client.get("/metrics").get_data(as_text=True)
+    assert deltas(before, after) == [1, 7, 1, 1, 1]
 
 
 def test_request_id_is_echoed_or_generated(client):
