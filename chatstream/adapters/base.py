@@ -25,7 +25,6 @@ from typing import Protocol
 from typing import TypedDict
 
 from ..concurrency import Driver
-from ..concurrency import get_driver
 from ..errors import BadRequest
 from ..errors import ConfigError
 
@@ -59,14 +58,14 @@ class GenerationRequest:
     :param model: one of the configured models.
     :param options: adapter-specific options, already checked by the factory.
     :param driver: the concurrency driver to sleep, spawn and hand over with.
-        The runner always passes its own; the default (the process's driver)
-        serves requests built by hand, in tests and scripts.
+        The runner always passes its own; requests built by hand (tests,
+        scripts) get one chosen as at start-up (gevent if patched, else threads).
     """
 
     messages: Sequence[Message]
     model: str
     options: Mapping[str, Any] = field(default_factory=dict)
-    driver: Driver = field(default_factory=get_driver, compare=False, repr=False)
+    driver: Driver = field(default_factory=Driver, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
 
 from chatstream.concurrency import Driver
@@ -81,3 +84,23 @@ def test_close_wakes_a_waiting_consumer_and_stops_the_producer(name, native_prod
     assert outcome == ["cancelled"]
     with pytest.raises(Cancelled):
         channel.put("late")
+
+
+PACKAGE = Path(__file__).resolve().parents[2] / "chatstream"
+
+
+def test_drivers_neither_import_in_methods_nor_branch_on_their_name():
+    for path in (PACKAGE / "concurrency").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            for inner in ast.walk(node):
+                assert not isinstance(inner, ast.Import | ast.ImportFrom), (path.name, node.name)
+                if isinstance(inner, ast.Compare):
+                    names = [n.attr for n in ast.walk(inner) if isinstance(n, ast.Attribute)]
+                    assert "name" not in names, (path.name, node.name)
+
+
+def test_adapters_are_handed_their_driver_and_never_look_it_up():
+    for path in (PACKAGE / "adapters").glob("*.py"):
+        assert "get_driver" not in path.read_text(), path.name
