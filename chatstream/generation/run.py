@@ -12,10 +12,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
 
 from .. import metrics
 from .. import sse
+from ..adapters.base import Adapter
 from ..adapters.base import Finish
 from ..adapters.base import GenerationRequest
 from ..concurrency import Driver
@@ -44,8 +44,8 @@ class CancelHook:
 
     __slots__ = ("adapter",)
 
-    def __init__(self, adapter: Any) -> None:
-        self.adapter = adapter
+    def __init__(self, adapter: Adapter) -> None:
+        self.adapter: Adapter | None = adapter
 
     def __call__(self, reason: str) -> None:
         adapter = self.adapter
@@ -76,7 +76,7 @@ class Generation:
     )
 
     def __init__(
-        self, writer: StreamWriter, adapter: Any, request: GenerationRequest, client: str | None
+        self, writer: StreamWriter, adapter: Adapter, request: GenerationRequest, client: str | None
     ) -> None:
         self.client = client
         self.writer = writer
