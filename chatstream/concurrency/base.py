@@ -72,7 +72,8 @@ class Driver:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        Driver._drivers[cls.name] = cls
+        if "name" in cls.__dict__:  # a driver; a test double without a name is not
+            Driver._drivers[cls.name] = cls
 
     def __new__(cls, name: str | None = None) -> Driver:
         if cls is Driver:
