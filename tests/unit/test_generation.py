@@ -18,6 +18,7 @@ from chatstream.errors import BadRequest
 from chatstream.errors import Overloaded
 from chatstream.errors import UpstreamRateLimited
 from chatstream.generation import Runner
+from chatstream.generation.outcomes import terminal
 from chatstream.streams import MemoryStreamStore
 from chatstream.streams import OwnedStream
 from tests.support.client import wait_until
@@ -230,3 +231,21 @@ def settle(predicate, driver, timeout=3):
         wait_until(predicate, timeout=timeout, sleep=driver.sleep)
     except AssertionError:
         pass
+
+
+@pytest.mark.parametrize(
+    ("cancel_reason", "event", "data"),
+    [
+        ("client", "end", {"finish_reason": "cancelled"}),
+        ("no_reader", "end", {"finish_reason": "cancelled"}),
+        ("timeout", "error", {"code": "generation_timeout"}),
+        ("store_unavailable", "error", {"code": "store_unavailable"}),
+        ("shutdown", "error", {"code": "server_shutdown"}),
+    ],
+)
+def test_each_cancel_reason_has_its_terminal_event(cancel_reason, event, data):
+    outcome = terminal(cancel_reason, Finish("stop"), None, 7)
+    fields = dict(line.split(": ", 1) for line in outcome.frame.decode().strip().split("\n"))
+    assert (fields["id"], fields["event"]) == ("7", event)
+    assert data.items() <= json.loads(fields["data"]).items()
+    assert outcome.reason == ("cancelled" if event == "end" else "error")
