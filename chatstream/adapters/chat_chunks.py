@@ -120,19 +120,27 @@ class ChatChunkDecoder:
             if unpaused >= self.pause_every:
                 unpaused = 0
                 self.pause()
-            for line in self._lines(chunk):
-                if line:
-                    self._field(line)
-                    continue
-                if not self._data:  # a blank line with no data: nothing to dispatch
-                    continue
-                data = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
-                self._data = []
-                self._data_size = 0
-                if data.startswith(b"[DONE]"):
-                    self.done = True
-                    return
-                yield from self._deltas(data)
+            yield from self._events(self._lines(chunk))
+            if self.done:
+                return
+        if self._cr:  # the body ended on a CR: it was a line end after all
+            self._cr = False
+            yield from self._events(self._lines(b"\n"))
+
+    def _events(self, lines: list[bytes]) -> Iterator[str]:
+        for line in lines:
+            if line:
+                self._field(line)
+                continue
+            if not self._data:  # a blank line with no data: nothing to dispatch
+                continue
+            data = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
+            self._data = []
+            self._data_size = 0
+            if data.startswith(b"[DONE]"):
+                self.done = True
+                return
+            yield from self._deltas(data)
 
     def _lines(self, chunk: bytes) -> list[bytes]:
         """The complete lines in ``chunk`` (after what was pending), without terminators."""
