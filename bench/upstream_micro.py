@@ -118,6 +118,8 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         fake.terminate()
         fake.wait(10)
+        if fake.stdout is not None:
+            fake.stdout.close()
 
 
 if __name__ == "__main__":
