@@ -10,10 +10,10 @@ generating, no more tokens are paid for). Errors become
 :mod:`chatstream.errors` upstream errors with a clear code
 (:mod:`~chatstream.adapters.upstream_errors`).
 
-One SDK client, so one connection pool, per process: connections to the
-upstream are kept alive and reused across generations. Size it for the
-streams one worker runs (``OPENAI_POOL_SIZE``, default ``MAX_STREAMS``; every
-running stream holds one connection).
+Connections to the upstream are kept alive and reused across generations,
+in pools of at most 32 connections (:mod:`~chatstream.adapters.upstream_pool`
+says why). Size them for the streams one worker runs (``OPENAI_POOL_SIZE``,
+default ``MAX_STREAMS``; every running stream holds one connection).
 
 Config keys: ``OPENAI_API_KEY``, ``OPENAI_BASE_URL``, ``OPENAI_TIMEOUT_S``,
 ``OPENAI_MAX_RETRIES``, ``OPENAI_CONNECT_TIMEOUT_S``, ``OPENAI_POOL_SIZE``,
@@ -32,11 +32,6 @@ from typing import Any
 
 import openai
 
-try:
-    from httpx2 import Limits  # the SDK's HTTP stack from openai 3.0
-except ImportError:  # pragma: no cover - openai 1.x and 2.x use httpx
-    from httpx import Limits  # type: ignore[assignment]
-
 from ..concurrency import get_driver
 from .base import Finish
 from .base import GenerationRequest
@@ -45,6 +40,7 @@ from .chat_chunks import ChatChunkDecoder
 from .upstream_errors import UpstreamProtocolError
 from .upstream_errors import is_transport_error
 from .upstream_errors import translate
+from .upstream_pool import PoolShards
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +62,19 @@ class OpenAIChatAdapter:
         self._closed = False
 
     def stream(self, request: GenerationRequest) -> Iterator[str | Finish]:
+        shards = self._factory.shards
+        shard, create = shards.acquire()
+        try:
+            yield from self._stream(request, create)
+        finally:
+            shards.release(shard)
+
+    def _stream(
+        self, request: GenerationRequest, create: Callable[..., Any]
+    ) -> Iterator[str | Finish]:
         factory = self._factory
         try:
-            response = factory.create(
+            response = create(
                 model=request.model,
                 # The SDK walks ``messages`` against its TypedDicts to transform
                 # them (about 0.8 ms of CPU per request for a short chat), and
@@ -169,32 +175,27 @@ class _PoolClient(openai.DefaultHttpxClient):
 
 
 class OpenAIChatFactory:
-    """Holds one SDK client (and its connection pool) per process."""
+    """Holds the SDK clients (and their connection pools) of the process."""
 
     name = "openai"
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         pool = config.get("OPENAI_POOL_SIZE") or config["MAX_STREAMS"]
         keepalive = config.get("OPENAI_KEEPALIVE")
-        http_client = _PoolClient(
-            limits=Limits(
-                max_connections=pool,
-                max_keepalive_connections=pool if keepalive is None else min(keepalive, pool),
-            ),
+        timeout = openai.Timeout(
+            config["OPENAI_TIMEOUT_S"], connect=config["OPENAI_CONNECT_TIMEOUT_S"]
         )
-        self.client = openai.OpenAI(
-            api_key=config.get("OPENAI_API_KEY") or "unset",
-            base_url=config.get("OPENAI_BASE_URL") or None,
-            timeout=openai.Timeout(
-                config["OPENAI_TIMEOUT_S"], connect=config["OPENAI_CONNECT_TIMEOUT_S"]
-            ),
-            max_retries=config["OPENAI_MAX_RETRIES"],
-            http_client=http_client,
-        )
-        # ``with_streaming_response`` builds a wrapper object per access: once.
-        self.create: Callable[..., Any] = (
-            self.client.chat.completions.with_streaming_response.create
-        )
+
+        def make_client(limits: Any) -> openai.OpenAI:
+            return openai.OpenAI(
+                api_key=config.get("OPENAI_API_KEY") or "unset",
+                base_url=config.get("OPENAI_BASE_URL") or None,
+                timeout=timeout,
+                max_retries=config["OPENAI_MAX_RETRIES"],
+                http_client=_PoolClient(limits=limits),
+            )
+
+        self.shards = PoolShards(make_client, pool, pool if keepalive is None else keepalive)
         self.driver = get_driver()
         pause = functools.partial(self.driver.sleep, 0)
         self.decoder = functools.partial(
@@ -207,9 +208,15 @@ class OpenAIChatFactory:
     def __call__(self) -> OpenAIChatAdapter:
         return OpenAIChatAdapter(self)
 
+    @property
+    def client(self) -> openai.OpenAI:
+        """The first SDK client (every shard's has the same settings)."""
+        client: openai.OpenAI = self.shards.first()
+        return client
+
     def close(self) -> None:
         """Close the pooled upstream connections."""
-        self.client.close()
+        self.shards.close()
 
     check_options = staticmethod(reject_options)
 

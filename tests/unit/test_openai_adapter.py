@@ -168,8 +168,19 @@ def test_connection_settings_reach_the_sdk_client(fake):
 
 def test_pool_size_follows_max_streams_by_default(fake):
     factory = make_factory(fake, MAX_STREAMS=1234)
-    pool = factory.client._client._transport._pool
-    assert (pool._max_connections, pool._max_keepalive_connections) == (1234, 1234)
+    assert sum(factory.shards.sizes) == sum(factory.shards.keepalive) == 1234
+    assert max(factory.shards.sizes) == 32
+    factory.close()
+
+
+def test_generations_fill_the_first_pool_before_the_next(fake):
+    factory = make_factory(fake, OPENAI_POOL_SIZE=40)
+    shards = factory.shards
+    held = [shards.acquire()[0] for _ in range(33)]
+    assert held == [0] * 32 + [1]
+    for index in held:
+        shards.release(index)
+    assert shards.acquire()[0] == 0
     factory.close()
 
 
