@@ -41,6 +41,7 @@ from .upstream_errors import UpstreamProtocolError
 from .upstream_errors import is_transport_error
 from .upstream_errors import translate
 from .upstream_pool import PoolShards
+from .upstream_pool import create_ssl_context
 
 log = logging.getLogger(__name__)
 
@@ -186,13 +187,17 @@ class OpenAIChatFactory:
             config["OPENAI_TIMEOUT_S"], connect=config["OPENAI_CONNECT_TIMEOUT_S"]
         )
 
+        # One TLS context for every shard, built here, once, with the same
+        # defaults (and SSL_CERT_FILE/SSL_CERT_DIR) httpx would use per client.
+        tls = create_ssl_context()
+
         def make_client(limits: Any) -> openai.OpenAI:
             return openai.OpenAI(
                 api_key=config.get("OPENAI_API_KEY") or "unset",
                 base_url=config.get("OPENAI_BASE_URL") or None,
                 timeout=timeout,
                 max_retries=config["OPENAI_MAX_RETRIES"],
-                http_client=_PoolClient(limits=limits),
+                http_client=_PoolClient(limits=limits, verify=tls),
             )
 
         self.shards = PoolShards(make_client, pool, pool if keepalive is None else keepalive)

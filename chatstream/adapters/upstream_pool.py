@@ -13,7 +13,8 @@ the scan is bounded by the shard, not by the number of streams.
 
 A generation takes the first shard with a free connection, so at low load
 every generation uses shard 0 and its kept-alive connections are reused;
-shards are made when first needed. The total stays ``pool`` connections and
+shards are made when first needed, all with one TLS context (building one
+loads the CA bundle: tens of milliseconds each). The total stays ``pool`` connections and
 ``keepalive`` idle ones, split across the shards.
 """
 
@@ -23,12 +24,14 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-try:
-    from httpx2 import Limits  # the SDK's HTTP stack from openai 3.0
+try:  # the SDK's HTTP stack from openai 3.0
+    from httpx2 import Limits
+    from httpx2 import create_ssl_context
 except ImportError:  # pragma: no cover - openai 1.x and 2.x use httpx
     from httpx import Limits  # type: ignore[assignment]
+    from httpx import create_ssl_context
 
-__all__ = ["SHARD_SIZE", "PoolShards"]
+__all__ = ["SHARD_SIZE", "PoolShards", "create_ssl_context"]
 
 #: Connections per pool: the most one pool scan walks.
 SHARD_SIZE = 32
