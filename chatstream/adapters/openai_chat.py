@@ -78,11 +78,11 @@ class OpenAIChatAdapter:
             response = create(
                 model=request.model,
                 # The SDK walks ``messages`` against its TypedDicts to transform
-                # them (about 0.8 ms of CPU per request for a short chat), and
-                # chatstream's messages are plain role/content strings it has
-                # already checked: send them as ``extra_body``, which the SDK
-                # merges into the JSON body untouched (documented for fields the
-                # SDK does not know).
+                # them (the largest cost of a request in a profile: bench
+                # README), and chatstream's messages are plain role/content
+                # strings it has already checked: send them as ``extra_body``,
+                # which the SDK merges into the JSON body untouched (documented
+                # for fields the SDK does not know).
                 messages=(),
                 stream=True,
                 extra_body={"messages": list(request.messages), "stream_options": _USAGE},
