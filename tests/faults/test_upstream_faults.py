@@ -128,15 +128,18 @@ def test_bytes_per_generation_are_capped(fake, server, client):
     assert "CHATSTREAM_OPENAI_MAX_RESPONSE_BYTES" in events[-1].data["message"]
     delivered = sum(len(e.token) for e in events)
     assert delivered <= MAX_RESPONSE_BYTES
-    assert record.bytes_written < 2 * MAX_RESPONSE_BYTES
+    # What the upstream wrote is the cap plus what the kernel's socket buffers took.
+    assert record.bytes_written < MAX_RESPONSE_BYTES + (16 << 20)
 
 
 def test_invalid_json_is_a_specific_error_without_a_traceback(fake, server, client):
+    logged = len(server.log())
     events, _ = run_hostile(fake, server, client, hostile("invalid_json"))
     assert text_of(events) == "ok"
     assert events[-1].event == "error" and events[-1].data["code"] == "upstream_invalid_json"
-    log = server.log()
+    log = server.log()[logged:]
     assert "Traceback" not in log and "generation failed" not in log
+    assert "upstream_invalid_json" in log  # one line says what happened
 
 
 def test_hang_ends_with_a_timeout(fake, server, client):
