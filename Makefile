@@ -44,5 +44,5 @@ clean:
 ## BENCH_ARGS="--quick" for a ~2 minute smoke check; "-s S1-1000 S3 -t node" to pick.
 bench: $(VENV)/.installed
 	$(PY) -m pip install -q -r bench/requirements.txt
-	test -d bench/peers/node/node_modules || (cd bench/peers/node && npm ci --no-audit --no-fund)
+	test -d bench/peers/node/node_modules/openai || (cd bench/peers/node && npm ci --no-audit --no-fund)
 	$(PY) -m bench $(BENCH_ARGS)

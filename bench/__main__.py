@@ -5,6 +5,7 @@ Examples::
     python -m bench                      # everything, two runs each (~20 min)
     python -m bench --quick              # smoke check, one run, small N (~1-2 min)
     python -m bench -s S1-1000 S3 -t node fastapi --runs 2
+    python -m bench --upstream           # U1-100/500/1000 and U2: the openai adapter vs SDK peers
 """
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ from bench.report import update_readme
 from bench.runner import measure
 from bench.scenarios import Scenario
 from bench.scenarios import all_scenarios
+from bench.scenarios import upstream_scenarios
 from bench.targets import DEFAULT_TARGETS
 from bench.targets import ROOT
 from bench.targets import SCALEOUT_TARGETS
 from bench.targets import TARGETS
+from bench.targets import UPSTREAM_TARGETS
 from bench.targets import chatstream_available
 
 
@@ -57,6 +60,11 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
         "--quick",
         action="store_true",
         help="small N, one run: a ~1-2 minute smoke check",
+    )
+    p.add_argument(
+        "--upstream",
+        action="store_true",
+        help="only the upstream scenarios (U1-100/500/1000, U2; issue 11)",
     )
     p.add_argument(
         "--attempts",
@@ -127,24 +135,32 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     raise_nofile_limit()  # inherited by the servers and the load generator
     runs = args.runs or (1 if args.quick else 2)
-    scenarios = [
-        s for s in all_scenarios(args.quick) if not args.scenarios or s.name in args.scenarios
-    ]
+    pool = upstream_scenarios(args.quick) if args.upstream else all_scenarios(args.quick)
+    scenarios = [s for s in pool if not args.scenarios or s.name in args.scenarios]
     have_cs = chatstream_available()
     chosen = args.targets or [t for t in DEFAULT_TARGETS if have_cs or TARGETS[t].peer]
     scaleout = (
         [t for t in (args.targets or SCALEOUT_TARGETS) if t in SCALEOUT_TARGETS] if have_cs else []
     )
-    peers = [t for t in chosen if TARGETS[t].peer]
+    upstream_targets = [
+        t
+        for t in (args.targets or UPSTREAM_TARGETS)
+        if t in UPSTREAM_TARGETS and (have_cs or TARGETS[t].peer)
+    ]
+    chosen = [t for t in chosen if t not in UPSTREAM_TARGETS]
+    peers = [n for n, t in TARGETS.items() if t.peer]
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     logdir = args.out / "logs" / stamp
     results: Results = {}
     started = time.monotonic()
     for run in range(1, runs + 1):
         for sc in scenarios:
-            names = (
-                scaleout if sc.scaleout else [t for t in chosen if t not in SCALEOUT_TARGETS[1:]]
-            )
+            if sc.upstream:
+                names = upstream_targets
+            elif sc.scaleout:
+                names = scaleout
+            else:
+                names = [t for t in chosen if t not in SCALEOUT_TARGETS[1:]]
             for name in names:
                 fig = _measure_clean(args, name, sc, logdir / f"run{run}", run)
                 results.setdefault(sc.name, {}).setdefault(name, []).append(fig)

@@ -188,9 +188,15 @@ class ChatSpec:
     tokens: int
     delay_ms: int
     prompt: str = "Hello benchmark"
+    #: Upstream scenarios: the fake upstream's pacing is in the model name
+    #: (``t<T>-d<D>``, see :mod:`bench.fake_upstream`), and no options are sent.
+    upstream: bool = False
 
     def post_body(self) -> bytes:
         """The JSON body of the POST."""
+        if self.upstream:
+            model = f"t{self.tokens}-d{self.delay_ms}"
+            return json.dumps({"prompt": self.prompt, "model": model}).encode()
         opts = {"tokens": self.tokens, "delay_ms": self.delay_ms}
         return json.dumps({"prompt": self.prompt, "options": opts}).encode()
 

@@ -125,8 +125,9 @@ async def main_async(cfg: dict[str, Any]) -> None:
         cfg["mode"],
         cfg["tokens"],
         cfg["delay_ms"],
+        upstream=bool(cfg.get("upstream")),
     )
-    warm = ChatSpec(spec.host, spec.port, spec.mode, 5, 0)
+    warm = ChatSpec(spec.host, spec.port, spec.mode, 5, 0, upstream=spec.upstream)
     for _ in range(cfg.get("warmup", 20)):
         res = await asyncio.wait_for(run_chat(warm), 30)
         if not res.ok:

@@ -30,6 +30,7 @@ from bench.server import boost_autogroup
 from bench.server import free_port
 from bench.server import start_redis
 from bench.targets import BIN
+from bench.targets import LOADGEN_CPUS
 from bench.targets import ROOT
 from bench.targets import Target
 from bench.targets import pinned
@@ -90,6 +91,7 @@ def measure(target: Target, sc: Scenario, logdir: Path, profile: bool = False) -
     logdir.mkdir(parents=True, exist_ok=True)
     stem = f"{sc.name}-{target.name}"
     redis: Server | None = None
+    upstream: Server | None = None
     server: Server | None = None
     gen: subprocess.Popen[str] | None = None
     env = dict(target.env)
@@ -103,6 +105,24 @@ def measure(target: Target, sc: Scenario, logdir: Path, profile: bool = False) -
                 binary, rport, target.server_cpus, logdir / f"{stem}-redis.log", logdir
             )
             env["CHATSTREAM_REDIS_URL"] = f"redis://127.0.0.1:{rport}/0"
+        if sc.upstream:
+            # The fake OpenAI server shares the load generator's core, as in issue 11.
+            uport = free_port()
+            upstream = Server(
+                [sys.executable, "-m", "bench.fake_upstream", "--port", str(uport)],
+                LOADGEN_CPUS,
+                {},
+                logdir / f"{stem}-upstream.log",
+                ROOT,
+            )
+            upstream.wait_port(uport, 10)
+            models = f"t5-d0,t{sc.tokens}-d{sc.delay_ms}"
+            env |= {
+                "OPENAI_BASE_URL": f"http://127.0.0.1:{uport}/v1",
+                "OPENAI_API_KEY": "sk-bench",
+                "CHATSTREAM_MODEL": "t5-d0",
+                "CHATSTREAM_MODELS": models,
+            }
         port = free_port()
         argv = target.command(port)
         if profile and target.python:
@@ -112,7 +132,7 @@ def measure(target: Target, sc: Scenario, logdir: Path, profile: bool = False) -
         cfg = {
             "port": port, "mode": target.mode, "kind": sc.kind, "chats": sc.chats,
             "tokens": sc.tokens, "delay_ms": sc.delay_ms, "deadline": sc.deadline,
-            "ramp": sc.ramp,
+            "ramp": sc.ramp, "upstream": sc.upstream,
         }  # fmt: skip
         cmd = [
             *pinned(target.loadgen_cpus),
@@ -142,6 +162,7 @@ def measure(target: Target, sc: Scenario, logdir: Path, profile: bool = False) -
 
         quiet = machine.wait_quiet()
         cpu0, rss0 = procstat.cpu_seconds(tree()), procstat.rss_kb(tree())
+        up0 = procstat.cpu_seconds(upstream.pids()) if upstream else 0.0
         busy0 = machine.busy_seconds()
         gen.stdin.write("go\n")
         gen.stdin.flush()
@@ -161,9 +182,15 @@ def measure(target: Target, sc: Scenario, logdir: Path, profile: bool = False) -
         out = figures(sc, msg) | extra
         out["cpu_s"] = procstat.cpu_seconds(pids) - cpu0
         out["loadgen_cpu_s"] = msg.get("loadgen_cpu_s", 0.0)
+        if out.get("tokens"):
+            out["cpu_us_per_token"] = out["cpu_s"] / out["tokens"] * 1e6
+        ours = out["cpu_s"] + out["loadgen_cpu_s"]
+        if upstream is not None:
+            out["upstream_cpu_s"] = procstat.cpu_seconds(upstream.pids()) - up0
+            ours += out["upstream_cpu_s"]
         # Busy time of everything else on the machine during the load
         # (see bench.machine).
-        out["other_cpu_s"] = max(0.0, busy - out["cpu_s"] - out["loadgen_cpu_s"])
+        out["other_cpu_s"] = max(0.0, busy - ours)
         out["busy_before"] = quiet
         out["peak_rss_mb"] = procstat.peak_rss_kb(pids) / 1024
         return out
@@ -177,3 +204,5 @@ def measure(target: Target, sc: Scenario, logdir: Path, profile: bool = False) -
             server.stop()
         if redis is not None:
             redis.stop()
+        if upstream is not None:
+            upstream.stop()

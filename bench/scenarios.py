@@ -44,6 +44,8 @@ RSS = Metric("peak_rss_mb", "server peak RSS (MB)", "low")
 GEN_CPU = Metric("loadgen_cpu_s", "load generator CPU (s)", "low", "{:.2f}", False)
 OTHER_CPU = Metric("other_cpu_s", "other processes' CPU (s)", "low", "{:.2f}", False)
 IDLE = Metric("idle_kb_per_stream", "RSS per idle stream (KB)", "low")
+CPU_PER_TOKEN = Metric("cpu_us_per_token", "server CPU per delivered token (µs)", "low")
+UPSTREAM_CPU = Metric("upstream_cpu_s", "fake upstream CPU (s)", "low", "{:.2f}", False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +60,8 @@ class Scenario:
     :param deadline: seconds after which unfinished chats count as failed.
     :param scaleout: run on the S4 set-ups instead of chatstream and the peers.
     :param ramp: ``concurrent`` chats start evenly spread over this many seconds.
+    :param upstream: the servers proxy :mod:`bench.fake_upstream` through their
+        OpenAI SDK (the ``*-openai`` targets) instead of running a fake model.
     """
 
     name: str
@@ -70,6 +74,7 @@ class Scenario:
     deadline: float = 100.0
     scaleout: bool = False
     ramp: float = 0.0
+    upstream: bool = False
 
 
 _S1 = (
@@ -80,11 +85,14 @@ _S1 = (
     LAG_P99,
     TPS,
     CPU,
+    CPU_PER_TOKEN,
     RSS,
     GEN_CPU,
     OTHER_CPU,
 )
-_S2 = (COMPLETED, TPS, CPU, RSS, GEN_CPU, OTHER_CPU)
+_S2 = (COMPLETED, TPS, CPU, CPU_PER_TOKEN, RSS, GEN_CPU, OTHER_CPU)
+_U1 = (*_S1[:-2], UPSTREAM_CPU, *_S1[-2:])
+_U2 = (*_S2[:-2], UPSTREAM_CPU, *_S2[-2:])
 _S3 = (COMPLETED, TTFT_P50, TTFT_P99, CPU, GEN_CPU, OTHER_CPU)
 _S5 = (COMPLETED, IDLE, RSS, OTHER_CPU)
 #: S5: a silent model: the first token at once, then 10 s of silence (the demo maximum).
@@ -118,6 +126,28 @@ def _s5(n: int) -> Scenario:
     return Scenario("S5", title, "idle", n, IDLE_TOKENS, IDLE_DELAY_MS, _S5, 60)
 
 
+def _u1(n: int) -> Scenario:
+    title = f"upstream: {n:,} chats x 100 tokens, 20 ms apart, started over {S1_RAMP:.0f} s,"
+    title += " proxied from the fake OpenAI server"
+    return Scenario(
+        f"U1-{n}", title, "concurrent", n, 100, 20, _U1, 100, ramp=S1_RAMP, upstream=True
+    )
+
+
+def _u2(n: int, tokens: int) -> Scenario:
+    title = (
+        f"upstream: {n} chats x {tokens:,} tokens, no delay, proxied from the fake OpenAI server"
+    )
+    return Scenario("U2", title, "concurrent", n, tokens, 0, _U2, 100, upstream=True)
+
+
+def upstream_scenarios(quick: bool) -> list[Scenario]:
+    """The upstream scenarios of issue 11 (``--quick``: U1-100 and a short U2)."""
+    if quick:
+        return [_u1(100), _u2(20, 200)]
+    return [_u1(100), _u1(500), _u1(1000), _u2(20, 1000)]
+
+
 def all_scenarios(quick: bool) -> list[Scenario]:
     """Every scenario, in run order; ``quick`` shrinks them for a smoke check."""
     if quick:
@@ -127,6 +157,7 @@ def all_scenarios(quick: bool) -> list[Scenario]:
             _s3(30),
             _s2(20, 1000, "S4-S2", True),
             _s5(100),
+            *upstream_scenarios(True),
         ]
     return [
         _s1(100),
@@ -137,6 +168,7 @@ def all_scenarios(quick: bool) -> list[Scenario]:
         _s1(3000, "S4-S1", True),
         _s2(50, 2000, "S4-S2", True),
         _s5(1000),
+        *upstream_scenarios(False),
     ]
 
 
@@ -177,7 +209,8 @@ def figures(sc: Scenario, done: dict[str, Any]) -> dict[str, Any]:
             "lag_p99_ms": percentile(lag, 99),
         }
     if sc.kind != "idle":
-        out["tokens_per_s"] = sum(r[3] for r in rows) / done["wall"] if done["wall"] else 0.0
+        out["tokens"] = sum(r[3] for r in rows)
+        out["tokens_per_s"] = out["tokens"] / done["wall"] if done["wall"] else 0.0
     return out
 
 

@@ -102,6 +102,20 @@ def _flask(name: str, mode: Mode, desc: str) -> Target:
     return Target(name, argv, mode, True, desc)
 
 
+def _chatstream_openai() -> Target:
+    base = _chatstream("chatstream-openai", "postget", "")
+    env = {**base.env, "CHATSTREAM_ADAPTER": "openai"}
+    desc = "chatstream, 1 gevent worker, openai adapter, POST then GET"
+    return Target(base.name, base.argv, "postget", False, desc, env)
+
+
+def _uvicorn(app: str) -> tuple[str, ...]:
+    return (
+        str(BIN / "uvicorn"), app, "--host", "127.0.0.1", "--port", "{port}", "--workers", "1",
+        "--no-access-log", "--log-level", "warning", "--backlog", "4096",
+    )  # fmt: skip
+
+
 TARGETS: dict[str, Target] = {
     t.name: t
     for t in (
@@ -152,6 +166,43 @@ TARGETS: dict[str, Target] = {
             "postget",
             "naive Flask generator on gunicorn gevent, POST then GET",
         ),
+        # Upstream scenarios (U*): each proxies bench.fake_upstream with its official SDK.
+        _chatstream_openai(),
+        Target(
+            "node-openai",
+            ("node", str(ROOT / "bench/peers/node/openai_server.js"), "{port}"),
+            "postget",
+            True,
+            "Node + Express + openai npm 6.x, per-stream buffer, POST then GET",
+        ),
+        Target(
+            "fastapi-openai",
+            _uvicorn("bench.peers.fastapi_openai:app"),
+            "postget",
+            True,
+            "FastAPI + AsyncOpenAI + sse-starlette on uvicorn, POST then GET",
+        ),
+        Target(
+            "flask-openai",
+            (
+                _gunicorn(),
+                "-k",
+                "gevent",
+                "-w",
+                "1",
+                "--worker-connections",
+                "10000",
+                "--no-control-socket",
+                "--backlog",
+                "4096",
+                "-b",
+                "127.0.0.1:{port}",
+                "bench.peers.flask_openai:app",
+            ),  # fmt: skip
+            "single",
+            True,
+            "naive Flask generator + openai.OpenAI on gunicorn gevent, single request",
+        ),
     )
 }
 
@@ -164,6 +215,8 @@ DEFAULT_TARGETS = (
     "flask-single",
     "flask-postget",
 )
+#: Targets of the upstream scenarios (U*), chatstream first.
+UPSTREAM_TARGETS = ("chatstream-openai", "node-openai", "fastapi-openai", "flask-openai")
 #: Set-ups compared in S4 (scale-out), against ``chatstream``.
 SCALEOUT_TARGETS = ("chatstream", "chatstream-redis", "chatstream-redis-2w")
 

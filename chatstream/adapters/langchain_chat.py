@@ -73,8 +73,8 @@ from .base import Message
 from .base import reject_options
 from .bridge import CallbackBridge
 from .bridge import Callbacks
-from .openai_chat import _is_transport_error
-from .openai_chat import translate
+from .upstream_errors import is_transport_error
+from .upstream_errors import translate
 
 INSTALL_HINT = "pip install 'chatstream[langchain]'"
 
@@ -257,7 +257,7 @@ class LangChainFactory:
         except _StopRun:
             return
         except Exception as exc:
-            if isinstance(exc, openai.APIError) or _is_transport_error(exc):
+            if isinstance(exc, openai.APIError) or is_transport_error(exc):
                 raise translate(exc, streaming=handler.tokens > 0) from exc
             raise
         callbacks.on_end(handler.reason, handler.usage)

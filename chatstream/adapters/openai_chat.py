@@ -1,159 +1,227 @@
 """Any OpenAI-compatible chat server through the official ``openai`` SDK.
 
 ``OPENAI_BASE_URL`` points it at OpenAI, Ollama, vLLM, llama.cpp's server and
-the like. Streams with ``stream=True`` and ``include_usage``. :meth:`close`
-closes the HTTP stream (the upstream stops generating, no more tokens are
-paid for). SDK errors become :mod:`chatstream.errors` upstream errors with a
-clear code; 429 and 5xx are retried by the SDK first (``max_retries``).
+the like. Streams with ``stream=True`` and ``include_usage``. The request, its
+auth, base URL, retries (429 and 5xx, ``max_retries``) and status errors are
+the SDK's; the body is read raw (``with_streaming_response``) and decoded by
+:mod:`~chatstream.adapters.chat_chunks`, bounded and without a pydantic model
+per chunk. :meth:`close` closes the HTTP stream (the upstream stops
+generating, no more tokens are paid for). Errors become
+:mod:`chatstream.errors` upstream errors with a clear code
+(:mod:`~chatstream.adapters.upstream_errors`).
+
+Connections to the upstream are kept alive and reused across generations,
+in pools of at most 32 connections (:mod:`~chatstream.adapters.upstream_pool`
+says why). Size them for the streams one worker runs (``OPENAI_POOL_SIZE``,
+default ``MAX_STREAMS``; every running stream holds one connection).
 
 Config keys: ``OPENAI_API_KEY``, ``OPENAI_BASE_URL``, ``OPENAI_TIMEOUT_S``,
-``OPENAI_MAX_RETRIES``.
+``OPENAI_MAX_RETRIES``, ``OPENAI_CONNECT_TIMEOUT_S``, ``OPENAI_POOL_SIZE``,
+``OPENAI_KEEPALIVE``, ``OPENAI_MAX_EVENT_BYTES``, ``OPENAI_MAX_RESPONSE_BYTES``,
+``MAX_STREAMS``.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
+from collections.abc import Callable
 from collections.abc import Iterator
 from collections.abc import Mapping
 from typing import Any
 
 import openai
 
-from ..errors import UpstreamAuthError
-from ..errors import UpstreamBadRequest
-from ..errors import UpstreamDropped
-from ..errors import UpstreamError
-from ..errors import UpstreamRateLimited
-from ..errors import UpstreamTimeout
-from ..errors import UpstreamUnavailable
+from ..concurrency import get_driver
 from .base import Finish
-from .base import FinishReason
 from .base import GenerationRequest
 from .base import reject_options
+from .chat_chunks import ChatChunkDecoder
+from .upstream_errors import UpstreamProtocolError
+from .upstream_errors import is_transport_error
+from .upstream_errors import translate
+from .upstream_pool import PoolShards
+from .upstream_pool import create_ssl_context
 
-_FINISH: dict[str, FinishReason] = {"stop": "stop", "length": "length"}
+log = logging.getLogger(__name__)
 
-
-def _detail(exc: openai.APIError) -> str:
-    body = exc.body
-    if isinstance(body, dict):
-        message = body.get("message") or (body.get("error") or {}).get("message")
-        if isinstance(message, str) and message:
-            return message
-    return exc.message
-
-
-def _is_transport_error(exc: Exception) -> bool:
-    # The SDK's HTTP stack (httpx, or httpx2 in openai 3.x) may surface raw
-    # transport errors while a stream body is read; match them by module so
-    # the adapter does not pin one transport package.
-    module = type(exc).__module__
-    return module.split(".", 1)[0] in ("httpx", "httpx2", "httpcore", "httpcore2")
-
-
-def translate(exc: Exception, *, streaming: bool) -> UpstreamError:
-    """Map an SDK (or transport) error to a chatstream upstream error.
-
-    :param streaming: the error came after the first chunk (a drop, not a refusal).
-    """
-    if isinstance(exc, openai.APITimeoutError):
-        return UpstreamTimeout("The model server did not answer in time.")
-    if isinstance(exc, openai.APIConnectionError) or _is_transport_error(exc):
-        if streaming:
-            return UpstreamDropped("The connection to the model server dropped mid-answer.")
-        return UpstreamUnavailable("The model server cannot be reached.")
-    if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
-        return UpstreamAuthError(f"The model server refused the API key: {_detail(exc)}")
-    if isinstance(exc, openai.RateLimitError):
-        return UpstreamRateLimited(
-            f"The model server is rate limiting; try again later: {_detail(exc)}"
-        )
-    if isinstance(exc, openai.APIStatusError):
-        if exc.status_code >= 500:
-            return UpstreamUnavailable(
-                f"The model server failed (HTTP {exc.status_code}): {_detail(exc)}"
-            )
-        return UpstreamBadRequest(
-            f"The model server rejected the request (HTTP {exc.status_code}): {_detail(exc)}"
-        )
-    if isinstance(exc, openai.APIError):  # an ``error`` object inside the stream
-        return UpstreamError(f"The model server reported an error: {_detail(exc)}")
-    return UpstreamError(f"Unexpected upstream failure: {type(exc).__name__}")
+#: Ask for the body as sent: the byte caps then bound what the upstream sends,
+#: and no decompressor can turn one small chunk into a huge one.
+_HEADERS = {"Accept-Encoding": "identity"}
+_USAGE = {"include_usage": True}
+#: Bounds on reading the rest of a body after ``[DONE]`` (see ``_drain``).
+DRAIN_S = 0.1
+DRAIN_BYTES = 65_536
 
 
 class OpenAIChatAdapter:
     """One streamed chat completion."""
 
-    def __init__(self, client: openai.OpenAI) -> None:
-        self._client = client
-        self._stream: Any = None
+    def __init__(self, factory: OpenAIChatFactory) -> None:
+        self._factory = factory
+        self._response: Any = None
         self._closed = False
 
     def stream(self, request: GenerationRequest) -> Iterator[str | Finish]:
+        shards = self._factory.shards
+        shard, create = shards.acquire()
         try:
-            self._stream = self._client.chat.completions.create(  # type: ignore[call-overload]
+            yield from self._stream(request, create)
+        finally:
+            shards.release(shard)
+
+    def _stream(
+        self, request: GenerationRequest, create: Callable[..., Any]
+    ) -> Iterator[str | Finish]:
+        factory = self._factory
+        try:
+            response = create(
                 model=request.model,
-                messages=list(request.messages),
+                # The SDK walks ``messages`` against its TypedDicts to transform
+                # them (the largest cost of a request in a profile: bench
+                # README), and chatstream's messages are plain role/content
+                # strings it has already checked: send them as ``extra_body``,
+                # which the SDK merges into the JSON body untouched (documented
+                # for fields the SDK does not know).
+                messages=(),
                 stream=True,
-                stream_options={"include_usage": True},
-            )
+                extra_body={"messages": list(request.messages), "stream_options": _USAGE},
+                extra_headers=_HEADERS,
+            ).__enter__()
         except Exception as exc:
             if self._closed:
                 return
-            if isinstance(exc, openai.APIError) or _is_transport_error(exc):
+            if isinstance(exc, openai.APIError) or is_transport_error(exc):
                 raise translate(exc, streaming=False) from exc
             raise
-        reason: FinishReason = "stop"
-        usage: dict[str, int] | None = None
+        self._response = response
+        decoder = factory.decoder()
         try:
             if self._closed:
                 return
-            for chunk in self._stream:
-                if chunk.usage is not None:
-                    usage = {
-                        "prompt_tokens": chunk.usage.prompt_tokens,
-                        "completion_tokens": chunk.usage.completion_tokens,
-                        "total_tokens": chunk.usage.total_tokens,
-                    }
-                for choice in chunk.choices:
-                    if choice.delta is not None and choice.delta.content:
-                        yield choice.delta.content
-                    if choice.finish_reason:
-                        reason = _FINISH.get(choice.finish_reason, "stop")
+            body = response.http_response.iter_raw()
+            yield from decoder.tokens(body)
+            if decoder.done:
+                self._drain(body)
+        except UpstreamProtocolError as exc:
+            if self._closed:
+                return
+            log.warning("upstream protocol error: %s", exc.code)
+            raise
         except Exception as exc:
             if self._closed:  # our own close() interrupted the read
                 return
-            if isinstance(exc, openai.APIError) or _is_transport_error(exc):
+            if isinstance(exc, openai.APIError) or is_transport_error(exc):
                 raise translate(exc, streaming=True) from exc
             raise
         finally:
-            self._stream.close()
-        yield Finish(reason, usage)
+            response.close()
+        yield Finish(decoder.reason, decoder.usage)
+
+    def _drain(self, body: Iterator[bytes]) -> None:
+        """Read what follows ``[DONE]`` (the body's last chunk), so the
+        connection goes back to the pool instead of being closed.
+
+        httpx closes a connection whose response is closed unread; the SDK's
+        sync ``Stream`` does just that after ``[DONE]``, so every generation
+        paid a new TCP (and TLS) connection. An upstream that sends ``[DONE]``
+        and then neither ends the body nor closes must not hold the answer:
+        a watchdog closes the response after :data:`DRAIN_S` (as the SDK's
+        async client bounds its own drain) and at most :data:`DRAIN_BYTES` are read.
+        """
+        factory = self._factory
+        sleeper = factory.driver.sleeper()
+        response = self._response
+
+        def watchdog() -> None:
+            if not sleeper.sleep(DRAIN_S):
+                response.close()
+
+        factory.driver.spawn(watchdog)
+        drained = 0
+        try:
+            for chunk in body:
+                drained += len(chunk)
+                if drained > DRAIN_BYTES:
+                    break
+        except Exception:  # the watchdog closed it, or the upstream dropped: no matter
+            pass
+        finally:
+            sleeper.interrupt()
 
     def close(self) -> None:
         """Close the HTTP stream now; safe from another greenlet or thread."""
         self._closed = True
-        if self._stream is not None:
+        if self._response is not None:
             try:
-                self._stream.close()
+                self._response.close()
             except Exception:  # already closed or mid-read: nothing more to do
                 pass
 
 
+class _PoolClient(openai.DefaultHttpxClient):
+    """The SDK's default HTTP client with our pool limits.
+
+    Closed when collected, as the SDK closes the client it makes itself
+    (``SyncHttpxClientWrapper``): a factory dropped by a test or a reload
+    leaves no keep-alive socket open.
+    """
+
+    def __del__(self) -> None:
+        try:
+            if not self.is_closed:
+                self.close()
+        except Exception:  # interpreter shutdown: nothing left to close
+            pass
+
+
 class OpenAIChatFactory:
-    """Holds one SDK client (and its connection pool) per process."""
+    """Holds the SDK clients (and their connection pools) of the process."""
 
     name = "openai"
 
     def __init__(self, config: Mapping[str, Any]) -> None:
-        self.client = openai.OpenAI(
-            api_key=config.get("OPENAI_API_KEY") or "unset",
-            base_url=config.get("OPENAI_BASE_URL") or None,
-            timeout=openai.Timeout(config["OPENAI_TIMEOUT_S"], connect=10.0),
-            max_retries=config["OPENAI_MAX_RETRIES"],
+        pool = config.get("OPENAI_POOL_SIZE") or config["MAX_STREAMS"]
+        keepalive = config.get("OPENAI_KEEPALIVE")
+        timeout = openai.Timeout(
+            config["OPENAI_TIMEOUT_S"], connect=config["OPENAI_CONNECT_TIMEOUT_S"]
+        )
+
+        # One TLS context for every shard, built here, once, with the same
+        # defaults (and SSL_CERT_FILE/SSL_CERT_DIR) httpx would use per client.
+        tls = create_ssl_context()
+
+        def make_client(limits: Any) -> openai.OpenAI:
+            return openai.OpenAI(
+                api_key=config.get("OPENAI_API_KEY") or "unset",
+                base_url=config.get("OPENAI_BASE_URL") or None,
+                timeout=timeout,
+                max_retries=config["OPENAI_MAX_RETRIES"],
+                http_client=_PoolClient(limits=limits, verify=tls),
+            )
+
+        self.shards = PoolShards(make_client, pool, pool if keepalive is None else keepalive)
+        self.driver = get_driver()
+        pause = functools.partial(self.driver.sleep, 0)
+        self.decoder = functools.partial(
+            ChatChunkDecoder,
+            max_event_bytes=config["OPENAI_MAX_EVENT_BYTES"],
+            max_response_bytes=config["OPENAI_MAX_RESPONSE_BYTES"],
+            pause=pause,
         )
 
     def __call__(self) -> OpenAIChatAdapter:
-        return OpenAIChatAdapter(self.client)
+        return OpenAIChatAdapter(self)
+
+    @property
+    def client(self) -> openai.OpenAI:
+        """The first SDK client (every shard's has the same settings)."""
+        client: openai.OpenAI = self.shards.first()
+        return client
+
+    def close(self) -> None:
+        """Close the pooled upstream connections."""
+        self.shards.close()
 
     check_options = staticmethod(reject_options)
 

@@ -95,7 +95,31 @@ class ErrorScenario:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
-Scenario = StreamScenario | ErrorScenario
+HostileMode = Literal[
+    "flood", "huge_chunk", "big_tokens", "invalid_json", "done_at_once", "close_mid_chunk"
+]
+
+
+@dataclass(frozen=True)
+class HostileScenario:
+    """A misbehaving upstream (issue 9), bounded in bytes and time.
+
+    ``flood``: ``data: {"x":"`` then bytes without a newline; ``huge_chunk``:
+    one HTTP chunk holding one ``data:`` line of ``max_bytes`` of content;
+    ``big_tokens``: valid token chunks of ``piece`` bytes each, without end;
+    ``invalid_json``: a token, then a data line that is not JSON, then
+    ``[DONE]``; ``done_at_once``: ``data: [DONE]`` first; ``close_mid_chunk``:
+    a token, then half an HTTP chunk and a FIN. The writer stops at
+    ``max_bytes`` or ``max_s``, or as soon as the client closes.
+    """
+
+    mode: HostileMode
+    max_bytes: int = 200 << 20
+    max_s: float = 20.0
+    piece: int = 64 << 10
+
+
+Scenario = StreamScenario | ErrorScenario | HostileScenario
 
 
 def tokens(
@@ -137,6 +161,11 @@ def stall(seconds: float) -> StreamScenario:
     return StreamScenario(stall_s=seconds)
 
 
+def hostile(mode: HostileMode, **bounds: Any) -> HostileScenario:
+    """A misbehaving upstream; see :class:`HostileScenario`."""
+    return HostileScenario(mode, **bounds)
+
+
 def _maybe_tuple(items: Sequence[str] | None) -> tuple[str, ...] | None:
     return None if items is None else tuple(items)
 
@@ -156,7 +185,8 @@ class ResponseRecord:
     """What the server did for one request.
 
     ``tokens_written`` counts token chunks whose write succeeded (the kernel took
-    them; the client may not have read them). ``client_closed`` is set when the
+    them; the client may not have read them); ``bytes_written`` counts the body
+    bytes of a hostile scenario the same way. ``client_closed`` is set when the
     client went away before the response ended; ``finished`` when the handler is done.
     """
 
@@ -164,6 +194,7 @@ class ResponseRecord:
     scenario: Scenario
     status: int = 0
     tokens_written: int = 0
+    bytes_written: int = 0
     client_closed: threading.Event = field(default_factory=threading.Event)
     finished: threading.Event = field(default_factory=threading.Event)
 
@@ -174,6 +205,8 @@ class _Server(ThreadingHTTPServer):
         self.stopping = threading.Event()
         self._open: dict[socket.socket, threading.Thread] = {}
         self._open_lock = threading.Lock()
+        #: TCP connections accepted so far (keep-alive reuse shows as fewer).
+        self.connections = 0
         super().__init__(address, _Handler)
 
     def server_bind(self) -> None:
@@ -193,6 +226,7 @@ class _Server(ThreadingHTTPServer):
         )
         with self._open_lock:
             self._open[request] = thread
+            self.connections += 1
         thread.start()
 
     def shutdown_request(self, request: Any) -> None:
@@ -244,6 +278,8 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if isinstance(scenario, ErrorScenario):
                 self._json_error(record, scenario)
+            elif isinstance(scenario, HostileScenario):
+                self._hostile(record, scenario)
             else:
                 self._stream(record, scenario, body or {})
         finally:
@@ -323,6 +359,64 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             if not self.server.stopping.is_set():
                 record.client_closed.set()
+
+    def _hostile(self, record: ResponseRecord, plan: HostileScenario) -> None:
+        record.status = 200
+        self.close_connection = True
+        deadline = time.monotonic() + plan.max_s
+
+        def send(data: bytes) -> bool:
+            """Write raw bytes; False once a bound is reached or the client left."""
+            if time.monotonic() > deadline or self.server.stopping.is_set():
+                return False
+            self.wfile.write(data)
+            record.bytes_written += len(data)
+            return record.bytes_written < plan.max_bytes
+
+        def token(text: str) -> bytes:
+            chunk = {"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
+            return self._frame(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+
+        try:
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream; charset=utf-8")
+            self.send_header("transfer-encoding", "chunked")
+            self.end_headers()
+            mode = plan.mode
+            if mode == "flood":
+                if send(self._frame(b'data: {"x":"')):
+                    filler = self._frame(b"A" * plan.piece)
+                    while send(filler):
+                        pass
+            elif mode == "huge_chunk":
+                head = b'data: {"choices":[{"index":0,"delta":{"content":"'
+                tail = b'"},"finish_reason":null}]}\n\n'
+                size = len(head) + plan.max_bytes + len(tail)
+                if send(b"%x\r\n" % size + head):
+                    filler = b"A" * plan.piece
+                    while send(filler):
+                        pass
+            elif mode == "big_tokens":
+                filler = token("A" * plan.piece)
+                while send(filler):
+                    pass
+            elif mode == "invalid_json":
+                send(token("ok"))
+                send(self._frame(b'data: {"choices": [oops\n\n'))
+                send(self._frame(b"data: [DONE]\n\n") + b"0\r\n\r\n")
+            elif mode == "done_at_once":
+                send(self._frame(b"data: [DONE]\n\n") + b"0\r\n\r\n")
+            elif mode == "close_mid_chunk":
+                send(token("a"))
+                send(b"64\r\n" + b'data: {"choices":')  # 100 bytes announced, 17 sent
+                self.connection.shutdown(socket.SHUT_RDWR)
+        except (ConnectionError, OSError):
+            if not self.server.stopping.is_set():
+                record.client_closed.set()
+
+    @staticmethod
+    def _frame(payload: bytes) -> bytes:
+        return b"%x\r\n%s\r\n" % (len(payload), payload)
 
     def _event(self, data: dict[str, Any] | str) -> None:
         text = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
@@ -445,6 +539,11 @@ class FakeOpenAI:
     def base_url(self) -> str:
         """``http://HOST:PORT/v1``: the SDK's ``base_url`` or ``OPENAI_BASE_URL``."""
         return f"http://{self._address[0]}:{self.port}/v1"
+
+    @property
+    def connections(self) -> int:
+        """TCP connections accepted so far."""
+        return self._httpd.connections if self._httpd is not None else 0
 
     def push(self, *scenarios: Scenario) -> None:
         """Queue scenarios; each chat-completions request takes the next one."""

@@ -92,3 +92,15 @@ def test_cancel_closes_the_upstream_connection(fake, server, client):
     assert record.tokens_written < 100
     rest = read_events(client, url, last_event_id=head[-1].id)
     assert rest[-1].data == {"finish_reason": "cancelled"}
+
+
+def test_generations_reuse_the_upstream_connection(fake, server, client):
+    # Under the gevent worker: the body's end is drained after [DONE] (with a
+    # watchdog greenlet), so the connection goes back to the pool.
+    fake.wait_for_responses(len(fake.requests))  # earlier tests' responses are done
+    before = fake.connections
+    for _ in range(3):
+        fake.push(tokens(["ok"]))
+        events = read_events(client, submit(client, server.url, prompt="x"))
+        assert events[-1].event == "end" and text_of(events) == "ok"
+    assert fake.connections - before <= 1

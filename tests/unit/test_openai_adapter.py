@@ -139,3 +139,54 @@ def test_close_closes_the_upstream_connection(fake):
     assert list(stream) == []
     assert fake.responses[-1].client_closed.wait(10)
     assert fake.responses[-1].tokens_written < 50
+
+
+def test_keep_alive_connection_is_reused_across_generations(fake):
+    factory = make_factory(fake)
+    for _ in range(3):
+        assert list(factory().stream(REQUEST))[-1].reason == "stop"
+    fake.wait_for_responses(3)
+    assert fake.connections == 1
+    factory.close()
+
+
+def test_connection_settings_reach_the_sdk_client(fake):
+    factory = make_factory(
+        fake,
+        OPENAI_CONNECT_TIMEOUT_S=2.5,
+        OPENAI_TIMEOUT_S=7,
+        OPENAI_POOL_SIZE=3,
+        OPENAI_KEEPALIVE=2,
+    )
+    timeout = factory.client.timeout
+    assert (timeout.connect, timeout.read) == (2.5, 7)
+    # No public getter for the pool limits: check them where httpx keeps them.
+    pool = factory.client._client._transport._pool
+    assert (pool._max_connections, pool._max_keepalive_connections) == (3, 2)
+    factory.close()
+
+
+def test_pool_size_follows_max_streams_by_default(fake):
+    factory = make_factory(fake, MAX_STREAMS=1234)
+    assert sum(factory.shards.sizes) == sum(factory.shards.keepalive) == 1234
+    assert max(factory.shards.sizes) == 32
+    factory.close()
+
+
+def test_generations_fill_the_first_pool_before_the_next(fake):
+    factory = make_factory(fake, OPENAI_POOL_SIZE=40)
+    shards = factory.shards
+    held = [shards.acquire()[0] for _ in range(33)]
+    assert held == [0] * 32 + [1]
+    for index in held:
+        shards.release(index)
+    assert shards.acquire()[0] == 0
+    factory.close()
+
+
+def test_tool_call_and_role_only_deltas_yield_no_tokens(fake):
+    fake.push(tokens(["", "a", ""]))
+    assert list(make_factory(fake)().stream(REQUEST)) == [
+        "a",
+        Finish("stop", {"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5}),
+    ]

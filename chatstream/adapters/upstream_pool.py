@@ -1,0 +1,106 @@
+"""Upstream connections for the openai adapter: SDK clients over small pools.
+
+One worker may run thousands of streams, each holding one HTTP connection to
+the upstream. httpcore's connection pool (under the SDK's httpx) scans every
+connection it holds on each request and on each response close, and probes
+every idle one with ``select.poll()``; under gevent that poll is gevent's
+(about 15 µs, against 1 µs natively). With a single pool of 1,000
+connections that scan cost milliseconds of CPU per generation and was the
+largest cost of the openai path under load (py-spy, bench U1-500: 45% of the
+worker's samples). No setting of httpx bounds it, so connections are spread
+over several SDK clients, each with a pool of at most :data:`SHARD_SIZE`:
+the scan is bounded by the shard, not by the number of streams.
+
+A generation takes the first shard with a free connection, so at low load
+every generation uses shard 0 and its kept-alive connections are reused;
+shards are made when first needed, all with one TLS context (building one
+loads the CA bundle: tens of milliseconds each). The total stays ``pool`` connections and
+``keepalive`` idle ones, split across the shards.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+try:  # the SDK's HTTP stack from openai 3.0
+    from httpx2 import Limits
+    from httpx2 import create_ssl_context
+except ImportError:  # pragma: no cover - openai 1.x and 2.x use httpx
+    from httpx import Limits  # type: ignore[assignment]
+    from httpx import create_ssl_context
+
+__all__ = ["SHARD_SIZE", "PoolShards", "create_ssl_context"]
+
+#: Connections per pool: the most one pool scan walks.
+SHARD_SIZE = 32
+
+
+class PoolShards:
+    """SDK clients, made on demand, whose pools share ``pool`` connections.
+
+    :param make_client: builds one SDK client with the given httpx ``Limits``.
+    :param pool: connections in all, at most.
+    :param keepalive: idle connections kept in all, at most.
+    :param shard_size: connections per client's pool.
+    """
+
+    def __init__(
+        self,
+        make_client: Callable[[Limits], Any],
+        pool: int,
+        keepalive: int,
+        shard_size: int = SHARD_SIZE,
+    ) -> None:
+        count = math.ceil(pool / shard_size)
+        self.sizes = [min(shard_size, pool - i * shard_size) for i in range(count)]
+        self.keepalive = [min(size, math.ceil(keepalive * size / pool)) for size in self.sizes]
+        self.clients: list[Any] = [None] * count
+        self._creates: list[Callable[..., Any] | None] = [None] * count
+        self._active = [0] * count
+        self._make_client = make_client
+
+    def acquire(self) -> tuple[int, Callable[..., Any]]:
+        """A shard with a free connection (or the least busy one, whose pool queues).
+
+        :returns: the shard's index (for :meth:`release`) and its streaming ``create``.
+        """
+        active, sizes = self._active, self.sizes
+        for index, busy in enumerate(active):
+            if busy < sizes[index]:
+                break
+        else:
+            index = min(range(len(active)), key=active.__getitem__)
+        active[index] += 1
+        create = self._creates[index]
+        if create is None:
+            create = self._open(index)
+        return index, create
+
+    def release(self, index: int) -> None:
+        """The generation that acquired shard ``index`` ended."""
+        self._active[index] -= 1
+
+    def _open(self, index: int) -> Callable[..., Any]:
+        limits = Limits(
+            max_connections=self.sizes[index],
+            max_keepalive_connections=self.keepalive[index],
+        )
+        client = self.clients[index] = self._make_client(limits)
+        # ``with_streaming_response`` builds a wrapper object per access: once.
+        create: Callable[..., Any] = client.chat.completions.with_streaming_response.create
+        self._creates[index] = create
+        return create
+
+    def first(self) -> Any:
+        """Shard 0's client (made if needed): its settings are every shard's."""
+        if self.clients[0] is None:
+            self._open(0)
+        return self.clients[0]
+
+    def close(self) -> None:
+        """Close every shard's connections."""
+        for client in self.clients:
+            if client is not None:
+                client.close()
