@@ -32,7 +32,6 @@ from typing import Any
 
 import openai
 
-from ..concurrency import get_driver
 from .base import Finish
 from .base import GenerationRequest
 from .base import reject_options
@@ -95,14 +94,15 @@ class OpenAIChatAdapter:
                 raise translate(exc, streaming=False) from exc
             raise
         self._response = response
-        decoder = factory.decoder()
+        driver = request.driver
+        decoder = factory.decoder(pause=functools.partial(driver.sleep, 0))
         try:
             if self._closed:
                 return
             body = response.http_response.iter_raw()
             yield from decoder.tokens(body)
             if decoder.done:
-                self._drain(body)
+                self._drain(body, request)
         except UpstreamProtocolError as exc:
             if self._closed:
                 return
@@ -118,7 +118,7 @@ class OpenAIChatAdapter:
             response.close()
         yield Finish(decoder.reason, decoder.usage)
 
-    def _drain(self, body: Iterator[bytes]) -> None:
+    def _drain(self, body: Iterator[bytes], request: GenerationRequest) -> None:
         """Read what follows ``[DONE]`` (the body's last chunk), so the
         connection goes back to the pool instead of being closed.
 
@@ -129,15 +129,15 @@ class OpenAIChatAdapter:
         a watchdog closes the response after :data:`DRAIN_S` (as the SDK's
         async client bounds its own drain) and at most :data:`DRAIN_BYTES` are read.
         """
-        factory = self._factory
-        sleeper = factory.driver.sleeper()
+        driver = request.driver
+        sleeper = driver.sleeper()
         response = self._response
 
         def watchdog() -> None:
             if not sleeper.sleep(DRAIN_S):
                 response.close()
 
-        factory.driver.spawn(watchdog)
+        driver.spawn(watchdog)
         drained = 0
         try:
             for chunk in body:
@@ -201,13 +201,11 @@ class OpenAIChatFactory:
             )
 
         self.shards = PoolShards(make_client, pool, pool if keepalive is None else keepalive)
-        self.driver = get_driver()
-        pause = functools.partial(self.driver.sleep, 0)
+        # The pause (a hand-back to the hub) comes from each request's driver.
         self.decoder = functools.partial(
             ChatChunkDecoder,
             max_event_bytes=config["OPENAI_MAX_EVENT_BYTES"],
             max_response_bytes=config["OPENAI_MAX_RESPONSE_BYTES"],
-            pause=pause,
         )
 
     def __call__(self) -> OpenAIChatAdapter:
