@@ -10,6 +10,14 @@ Off by default (local use). A public deployment sets one or both of:
 * ``CHATSTREAM_API_TOKENS``: bearer tokens for programmatic clients
   (``Authorization: Bearer <token>``).
 
+Each login gets a random session id in the cookie; ``POST /logout`` revokes
+it (:mod:`chatstream.revocations`, in Redis when configured), so a copy of
+the cookie saved before logout no longer works. Wrong bearer tokens and wrong
+passwords share one budget per client address
+(``CHATSTREAM_AUTH_FAILURE_LIMIT``, :class:`chatstream.limits.FailedAuth`);
+over it, credentials from that address get ``429 too_many_failures``
+without being compared.
+
 Then every request needs one of them, except ``/healthz``, ``/readyz``,
 ``/metrics``, ``/static/*`` and ``/login``: the API answers a JSON ``401``; a
 browser opening a page is sent to the login form. Stream ids stay
@@ -33,7 +41,8 @@ Always on, whether access control is or not: no cross-site writes.
   generation, and a cross-origin ``fetch()`` of JSON needs a CORS preflight
   this app never grants); a ``DELETE`` with a body must send JSON too.
 
-Config keys: ``ACCESS_PASSWORD``, ``API_TOKENS``, ``SECRET_KEY``.
+Config keys: ``ACCESS_PASSWORD``, ``API_TOKENS``, ``SECRET_KEY``,
+``AUTH_FAILURE_LIMIT``, ``REDIS_URL``.
 """
 
 from __future__ import annotations
@@ -41,7 +50,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import secrets
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -54,9 +65,14 @@ from flask import url_for
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.wrappers import Response
 
+from . import revocations
 from .errors import Forbidden
 from .errors import Unauthorized
 from .errors import UnsupportedMediaType
+from .limits import FailedAuth
+from .limits import client_key
+from .limits import init_failed_auth
+from .revocations import Revocations
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +80,9 @@ log = logging.getLogger(__name__)
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/login", "/logout"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SESSION_KEY = "access"
+#: The login's random id in the cookie: what ``POST /logout`` revokes.
+SID_KEY = "sid"
+EXTENSION = "chatstream.access"
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -94,10 +113,29 @@ def enabled(config: Mapping[str, Any]) -> bool:
     return bool(config.get("ACCESS_PASSWORD") or config.get("API_TOKENS"))
 
 
+@dataclass(eq=False)
+class AccessState:
+    """What ``app.extensions["chatstream.access"]`` holds."""
+
+    #: Failed credentials per client address (None: ``AUTH_FAILURE_LIMIT=off``).
+    failures: FailedAuth | None
+    #: Session ids revoked by ``POST /logout``.
+    revoked: Revocations
+
+
 def init_access(app: Flask) -> None:
-    """Install the session interface and the request guard."""
+    """Install the session interface, the failure limiter, revocations and the guard."""
     app.session_interface = SessionInterface()
+    app.extensions[EXTENSION] = AccessState(
+        failures=init_failed_auth(app),
+        revoked=revocations.from_config(app.config["REDIS_URL"]),
+    )
     app.before_request(guard)
+
+
+def _state() -> AccessState:
+    state: AccessState = current_app.extensions[EXTENSION]
+    return state
 
 
 def guard() -> Response | None:
@@ -106,13 +144,24 @@ def guard() -> Response | None:
     :raises Forbidden: an ``Origin`` other than this app's.
     :raises UnsupportedMediaType: a ``DELETE`` with a non-JSON body.
     :raises Unauthorized: access control is on and the request has no access.
+    :raises TooManyRequests: a bearer token from an address over its failure budget.
     """
     if request.method not in SAFE_METHODS:
         _check_origin()
         if request.method == "DELETE" and _has_body() and not request.is_json:
             raise UnsupportedMediaType("A DELETE body, if any, must be JSON.")
     config = current_app.config
-    if not enabled(config) or _is_open() or has_access(config):
+    if not enabled(config) or _is_open():
+        return None
+    token = _bearer_token()
+    if token is not None:
+        # A request that sends a bearer token is judged by it alone (other
+        # ``Authorization`` schemes, e.g. a proxy's Basic auth, are not ours).
+        check_credential_budget()
+        if _valid_token(config, token):
+            return None
+        record_failure("bearer token")
+    elif has_session(config):
         return None
     if _wants_page():
         here = request.script_root + request.full_path.rstrip("?")
@@ -194,11 +243,42 @@ def check_password(config: Mapping[str, Any], candidate: str) -> bool:
     )
 
 
+def check_credential_budget() -> None:
+    """Refuse any credential from an address over its failure budget, before comparing it.
+
+    :raises TooManyRequests: ``too_many_failures`` with ``Retry-After``.
+    """
+    failures = _state().failures
+    if failures is not None:
+        failures.check(client_key())
+
+
+def record_failure(kind: str) -> None:
+    """Count a wrong password or bearer token against the client's address."""
+    log.warning("failed %s from %s", kind, client_key())
+    failures = _state().failures
+    if failures is not None:
+        failures.record(client_key())
+
+
 def log_in(config: Mapping[str, Any]) -> None:
-    """Start a fresh logged-in session (a new cookie, nothing carried over)."""
+    """Start a fresh logged-in session (a new cookie and id, nothing carried over)."""
     session.clear()
     session[SESSION_KEY] = password_mark(config)
+    session[SID_KEY] = secrets.token_urlsafe(18)
     session.permanent = True
+
+
+def log_out() -> None:
+    """Revoke this login's id (so saved copies of the cookie stop working), then forget it.
+
+    :raises StoreUnavailable: the revocation could not be stored (the cookie stays).
+    """
+    sid = session.get(SID_KEY)
+    if isinstance(sid, str):
+        lifetime = current_app.permanent_session_lifetime.total_seconds()
+        _state().revoked.revoke(sid, int(lifetime) + 1)
+    session.clear()
 
 
 def _bearer_token() -> str | None:
@@ -214,19 +294,23 @@ def _valid_token(config: Mapping[str, Any], token: str) -> bool:
     return found
 
 
-def has_access(config: Mapping[str, Any]) -> bool:
-    """A valid bearer token, or a session logged in with the current password.
+def has_session(config: Mapping[str, Any]) -> bool:
+    """A session logged in with the current password, and not logged out since.
 
-    A request that sends a bearer token is judged by it alone (other
-    ``Authorization`` schemes, e.g. a proxy's Basic auth, are not ours).
+    A cookie without a session id (signed before ids existed) does not count:
+    it could never be revoked.
+
+    :raises StoreUnavailable: the revocation list cannot be read (fail closed).
     """
-    token = _bearer_token()
-    if token is not None:
-        return _valid_token(config, token)
     if not config.get("ACCESS_PASSWORD"):
         return False
     mark = session.get(SESSION_KEY)
-    return isinstance(mark, str) and hmac.compare_digest(mark, password_mark(config))
+    sid = session.get(SID_KEY)
+    if not isinstance(mark, str) or not isinstance(sid, str):
+        return False
+    if not hmac.compare_digest(mark, password_mark(config)):
+        return False
+    return not _state().revoked.is_revoked(sid)
 
 
 def _wants_page() -> bool:
