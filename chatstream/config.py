@@ -65,6 +65,10 @@ SETTINGS: dict[str, Setting] = {
     "AUTH_FAILURE_LIMIT": Setting(
         "10/minute;100/day", str, help="failed logins and bearer tokens per address"
     ),
+    "HEADER_TIMEOUT_S": Setting(10.0, float, 0.5, 3600, "a new connection's request headers"),
+    "MAX_CONNECTIONS_PER_ADDRESS": Setting(
+        100, int, 0, 1_000_000, "open connections per client address and worker (gunicorn)"
+    ),
 }
 
 #: Settings read from their conventional, unprefixed names.
