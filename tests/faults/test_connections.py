@@ -15,10 +15,12 @@ Every loop is bounded in count and time; every address is loopback.
 from __future__ import annotations
 
 import errno
+import os
 import re
 import resource
 import select
 import socket
+import subprocess
 import time
 
 import httpx
@@ -100,6 +102,19 @@ class IdleConnections:
                     raise
         return count
 
+    def wait_settled(self, server_pids: list[int], timeout: float = 30.0) -> None:
+        """Wait (bounded) until the server has taken every connection off its
+        listen queue: holding it (an open fd in one of ``server_pids``) or
+        closing it. A connect completes in the kernel before the server
+        accepts, so without this the user could slip in ahead of the attack.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            open_fds = sum(len(os.listdir(f"/proc/{pid}/fd")) for pid in server_pids)
+            if open_fds + len(self.sockets) - self.held() >= len(self.sockets):
+                return
+            time.sleep(0.2)
+
     def close(self) -> None:
         for sock in self.sockets:
             sock.close()
@@ -135,6 +150,7 @@ def test_idle_connections_from_one_address_do_not_lock_others_out(tmp_path):
     with GunicornServer(LIVE_ENV, log_dir=tmp_path) as server:
         with IdleConnections(server.port, IDLE) as idle:
             connected = idle.wait_connected()
+            idle.wait_settled(server.worker_pids())
             served = chats_served(server.url)
             held = idle.held()
         log = server.log()
@@ -244,6 +260,13 @@ def main_context_advice() -> tuple[int, int]:
 class ShippedNginx(NginxServer):
     """deploy/nginx.conf with the main-context values its header advises."""
 
+    def worker_pids(self) -> list[int]:
+        assert self.proc is not None
+        out = subprocess.run(
+            ["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True, check=False
+        ).stdout
+        return [int(pid) for pid in out.split()]
+
     def __init__(self, *args, header_timeout: str | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         rlimit, connections = main_context_advice()
@@ -278,6 +301,7 @@ def test_a_user_chats_through_nginx_while_10000_idle_connections_are_held(upstre
     with ShippedNginx(upstream.port, tmp_path / "nginx") as nginx:
         with IdleConnections(nginx.port, IDLE) as idle:
             connected = idle.wait_connected()
+            idle.wait_settled(nginx.worker_pids())
             served = chats_served(nginx.url)
             held = idle.held()
     print(
@@ -303,31 +327,30 @@ def test_nginx_closes_connections_that_send_no_headers_in_time(upstream, tmp_pat
 
 @pytest.mark.nginx
 def test_nginx_caps_event_streams_per_address(upstream, tmp_path):
-    with ShippedNginx(upstream.port, tmp_path / "nginx") as nginx:
-        transport = httpx.HTTPTransport(local_address=ATTACKER)
-        with httpx.Client(transport=transport, timeout=10) as client:
-            slow = {"prompt": "x", "options": {"tokens": 2, "delay_ms": 10_000}}
-            url = (
-                nginx.url
-                + client.post(nginx.url + "/api/streaming", json=slow).json()["stream_url"]
-            )
-            readers, codes = [], []
-            try:
-                for _ in range(80):  # bounded: 80 readers of one stream from one address
-                    reader = httpx.Client(
-                        transport=httpx.HTTPTransport(local_address=ATTACKER), timeout=10
-                    )
-                    readers.append(reader)
-                    response = reader.send(reader.build_request("GET", url), stream=True)
-                    codes.append(response.status_code)
-                served = chats_served(nginx.url, 1)
-            finally:
-                for reader in readers:
-                    reader.close()
-                client.delete(url)
+    # One stream that stays open for a minute (7 tokens, 10 s apart), read
+    # 80 times at once from one address: one client, 80 pooled connections.
+    slow = {"prompt": "x", "options": {"tokens": 7, "delay_ms": 10_000}}
+    transport = httpx.HTTPTransport(
+        local_address=ATTACKER, limits=httpx.Limits(max_connections=100)
+    )
+    with (
+        ShippedNginx(upstream.port, tmp_path / "nginx") as nginx,
+        httpx.Client(transport=transport, timeout=10) as client,
+    ):
+        url = nginx.url + client.post(nginx.url + "/api/streaming", json=slow).json()["stream_url"]
+        readers: list[httpx.Response] = []
+        try:
+            for _ in range(80):  # bounded
+                readers.append(client.send(client.build_request("GET", url), stream=True))
+            codes = [r.status_code for r in readers]
+            served = chats_served(nginx.url, 1)  # another address still gets in
+        finally:
+            for reader in readers:
+                reader.close()
+            client.delete(url)
     print(
         f"\n80 event streams from one address: {codes.count(200)} open, "
-        f"{codes.count(429)} refused 429"
+        f"{codes.count(429)} refused 429; another user served {served}/1"
     )
     assert codes.count(200) == 64 and codes.count(429) == 16
     assert served == 1
