@@ -127,11 +127,11 @@ class IdleConnections:
 
 
 def chats_served(url: str, count: int = CHATS) -> int:
-    """A user's chats, each a POST and the read of its stream, bounded by 5 s."""
+    """A user's chats, each a POST and the read of its stream, bounded by 10 s."""
     served = 0
     transport = httpx.HTTPTransport(local_address=USER)
     for _ in range(count):
-        with httpx.Client(transport=transport, timeout=5) as client:
+        with httpx.Client(transport=transport, timeout=10) as client:
             try:
                 response = client.post(
                     url + "/api/streaming", json={"prompt": "x", "options": {"tokens": 3}}
@@ -298,7 +298,9 @@ def upstream(tmp_path_factory):
 
 @pytest.mark.nginx
 def test_a_user_chats_through_nginx_while_10000_idle_connections_are_held(upstream, tmp_path):
-    with ShippedNginx(upstream.port, tmp_path / "nginx") as nginx:
+    # Capacity, not the header timeout (tested below): keep the 10,000 held
+    # however slowly a busy machine runs this test.
+    with ShippedNginx(upstream.port, tmp_path / "nginx", header_timeout="120s") as nginx:
         with IdleConnections(nginx.port, IDLE) as idle:
             connected = idle.wait_connected()
             idle.wait_settled(nginx.worker_pids())
