@@ -138,13 +138,16 @@ class FailedAuth:
         self._items: list[RateLimitItem] = parse_many(rate)
         self._limiter = MovingWindowRateLimiter(storage_from_string(_storage_uri(redis_url)))
         self._local = MovingWindowRateLimiter(MemoryStorage()) if redis_url else self._limiter
+        self._warned_at = -math.inf
 
     def _call(self, method: str, item: RateLimitItem, key: str) -> bool:
         """Ask the shared counters; on a storage failure, this worker's own."""
         try:
             return bool(getattr(self._limiter, method)(item, self.SCOPE, key))
         except Exception:  # Redis down or refusing writes: never a free pass
-            log.warning("auth failure counters unavailable; counting in this worker")
+            if time.monotonic() - self._warned_at > 60:  # once a minute, not per request
+                self._warned_at = time.monotonic()
+                log.warning("auth failure counters unavailable; counting in this worker")
             return bool(getattr(self._local, method)(item, self.SCOPE, key))
 
     def check(self, key: str) -> None:
