@@ -10,9 +10,9 @@ Off by default (local use). A public deployment sets one or both of:
 * ``CHATSTREAM_API_TOKENS``: bearer tokens for programmatic clients
   (``Authorization: Bearer <token>``).
 
-Each login gets a random session id in the cookie; ``POST /logout`` revokes
-it (:mod:`chatstream.revocations`, in Redis when configured), so a copy of
-the cookie saved before logout no longer works. Wrong bearer tokens and wrong
+The cookie itself (marking, checking, revoking at logout, so that a copy
+saved before ``POST /logout`` no longer works) is :mod:`chatstream.sessions`.
+Wrong bearer tokens and wrong
 passwords share one budget per client address
 (``CHATSTREAM_AUTH_FAILURE_LIMIT``, :class:`chatstream.limits.FailedAuth`);
 over it, credentials from that address get ``429 too_many_failures``
@@ -47,12 +47,9 @@ Config keys: ``ACCESS_PASSWORD``, ``API_TOKENS``, ``SECRET_KEY``,
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
-import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -60,82 +57,34 @@ from flask import Flask
 from flask import current_app
 from flask import redirect
 from flask import request
-from flask import session
 from flask import url_for
-from flask.sessions import SecureCookieSessionInterface
 from werkzeug.wrappers import Response
 
+from . import limits
 from . import revocations
+from . import sessions
 from .errors import Forbidden
 from .errors import Unauthorized
 from .errors import UnsupportedMediaType
-from .limits import FailedAuth
-from .limits import client_key
-from .limits import init_failed_auth
-from .revocations import Revocations
 
 log = logging.getLogger(__name__)
 
 #: Paths that never need access (probes, metrics scrapers, login); and ``static``.
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/login", "/logout"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-SESSION_KEY = "access"
-#: The login's random id in the cookie: what ``POST /logout`` revokes.
-SID_KEY = "sid"
-EXTENSION = "chatstream.access"
 DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-class SessionInterface(SecureCookieSessionInterface):
-    """Flask's signed cookie session, ``Secure`` whenever the request is HTTPS.
-
-    Flask builds a new ``itsdangerous`` serializer twice per request (open and
-    save); that was a third of a prompt POST's CPU. The serializer depends only
-    on the secret keys, so it is built once per key set and reused.
-    """
-
-    def __init__(self) -> None:
-        self._serializer: Any = None
-        self._serializer_keys: Any = None
-
-    def get_signing_serializer(self, app: Flask) -> Any:
-        keys = (app.secret_key, app.config.get("SECRET_KEY_FALLBACKS"))
-        if self._serializer is None or keys != self._serializer_keys:
-            self._serializer = super().get_signing_serializer(app)
-            self._serializer_keys = keys
-        return self._serializer
-
-    def get_cookie_secure(self, app: Flask) -> bool:
-        return bool(app.config["SESSION_COOKIE_SECURE"]) or request.is_secure
 
 
 def enabled(config: Mapping[str, Any]) -> bool:
     return bool(config.get("ACCESS_PASSWORD") or config.get("API_TOKENS"))
 
 
-@dataclass(eq=False)
-class AccessState:
-    """What ``app.extensions["chatstream.access"]`` holds."""
-
-    #: Failed credentials per client address (None: ``AUTH_FAILURE_LIMIT=off``).
-    failures: FailedAuth | None
-    #: Session ids revoked by ``POST /logout``.
-    revoked: Revocations
-
-
 def init_access(app: Flask) -> None:
-    """Install the session interface, the failure limiter, revocations and the guard."""
-    app.session_interface = SessionInterface()
-    app.extensions[EXTENSION] = AccessState(
-        failures=init_failed_auth(app),
-        revoked=revocations.from_config(app.config["REDIS_URL"]),
-    )
+    """Install the session interface, revocations, the failure limiter and the guard."""
+    app.session_interface = sessions.SessionInterface()
+    revocations.init_app(app)
+    limits.init_failed_auth(app)
     app.before_request(guard)
-
-
-def _state() -> AccessState:
-    state: AccessState = current_app.extensions[EXTENSION]
-    return state
 
 
 def guard() -> Response | None:
@@ -157,11 +106,11 @@ def guard() -> Response | None:
     if token is not None:
         # A request that sends a bearer token is judged by it alone (other
         # ``Authorization`` schemes, e.g. a proxy's Basic auth, are not ours).
-        check_credential_budget()
+        limits.check_credential_budget()
         if _valid_token(config, token):
             return None
-        record_failure("bearer token")
-    elif has_session(config):
+        limits.record_failure("bearer token")
+    elif sessions.has_session(config):
         return None
     if _wants_page():
         here = request.script_root + request.full_path.rstrip("?")
@@ -224,63 +173,6 @@ def _is_open() -> bool:
     return request.path in OPEN_PATHS or request.endpoint == "static"
 
 
-def password_mark(config: Mapping[str, Any]) -> str:
-    """What the session holds once logged in: an HMAC of the current password."""
-    key = str(config["SECRET_KEY"]).encode()
-    message = b"chatstream-access\0" + str(config["ACCESS_PASSWORD"]).encode()
-    return hmac.new(key, message, hashlib.sha256).hexdigest()
-
-
-def check_password(config: Mapping[str, Any], candidate: str) -> bool:
-    """Constant-time comparison with ``ACCESS_PASSWORD`` (digests: no length leak)."""
-    expected = config.get("ACCESS_PASSWORD")
-    if not expected:
-        return False
-    digest = hashlib.sha256
-    return hmac.compare_digest(
-        digest(candidate.encode("utf-8", "surrogatepass")).digest(),
-        digest(str(expected).encode()).digest(),
-    )
-
-
-def check_credential_budget() -> None:
-    """Refuse any credential from an address over its failure budget, before comparing it.
-
-    :raises TooManyRequests: ``too_many_failures`` with ``Retry-After``.
-    """
-    failures = _state().failures
-    if failures is not None:
-        failures.check(client_key())
-
-
-def record_failure(kind: str) -> None:
-    """Count a wrong password or bearer token against the client's address."""
-    log.warning("failed %s from %s", kind, client_key())
-    failures = _state().failures
-    if failures is not None:
-        failures.record(client_key())
-
-
-def log_in(config: Mapping[str, Any]) -> None:
-    """Start a fresh logged-in session (a new cookie and id, nothing carried over)."""
-    session.clear()
-    session[SESSION_KEY] = password_mark(config)
-    session[SID_KEY] = secrets.token_urlsafe(18)
-    session.permanent = True
-
-
-def log_out() -> None:
-    """Revoke this login's id (so saved copies of the cookie stop working), then forget it.
-
-    :raises StoreUnavailable: the revocation could not be stored (the cookie stays).
-    """
-    sid = session.get(SID_KEY)
-    if isinstance(sid, str):
-        lifetime = current_app.permanent_session_lifetime.total_seconds()
-        _state().revoked.revoke(sid, int(lifetime) + 1)
-    session.clear()
-
-
 def _bearer_token() -> str | None:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
@@ -292,25 +184,6 @@ def _valid_token(config: Mapping[str, Any], token: str) -> bool:
     for candidate in config.get("API_TOKENS") or ():
         found |= hmac.compare_digest(token.encode(), candidate.encode())
     return found
-
-
-def has_session(config: Mapping[str, Any]) -> bool:
-    """A session logged in with the current password, and not logged out since.
-
-    A cookie without a session id (signed before ids existed) does not count:
-    it could never be revoked.
-
-    :raises StoreUnavailable: the revocation list cannot be read (fail closed).
-    """
-    if not config.get("ACCESS_PASSWORD"):
-        return False
-    mark = session.get(SESSION_KEY)
-    sid = session.get(SID_KEY)
-    if not isinstance(mark, str) or not isinstance(sid, str):
-        return False
-    if not hmac.compare_digest(mark, password_mark(config)):
-        return False
-    return not _state().revoked.is_revoked(sid)
 
 
 def _wants_page() -> bool:

@@ -40,6 +40,7 @@ import time
 
 from flask import Flask
 from flask import Response
+from flask import current_app
 from flask import request
 from flask_limiter import Limiter
 from flask_limiter import RateLimitExceeded
@@ -53,6 +54,9 @@ from .errors import TooManyRequests
 from .errors import error_response
 
 log = logging.getLogger(__name__)
+
+#: ``app.extensions`` key of the app's :class:`FailedAuth` (None when off).
+EXTENSION = "chatstream.failed_auth"
 
 #: Retry-After when the limiter's window cannot be read (storage hiccup).
 FALLBACK_RETRY_S = 60
@@ -176,9 +180,26 @@ class FailedAuth:
         return max(1, math.ceil(reset_at - time.time()))
 
 
-def init_failed_auth(app: Flask) -> FailedAuth | None:
-    """The failed-credential limiter ``AUTH_FAILURE_LIMIT`` asks for (None: ``off``)."""
+def init_failed_auth(app: Flask) -> None:
+    """Keep the failed-credential limiter ``AUTH_FAILURE_LIMIT`` asks for (None: ``off``)."""
     rate: str = app.config["AUTH_FAILURE_LIMIT"]
-    if rate == "off":
-        return None
-    return FailedAuth(rate, app.config["REDIS_URL"])
+    failures = None if rate == "off" else FailedAuth(rate, app.config["REDIS_URL"])
+    app.extensions[EXTENSION] = failures
+
+
+def check_credential_budget() -> None:
+    """Refuse any credential from an address over its failure budget, before comparing it.
+
+    :raises TooManyRequests: ``too_many_failures`` with ``Retry-After``.
+    """
+    failures: FailedAuth | None = current_app.extensions[EXTENSION]
+    if failures is not None:
+        failures.check(client_key())
+
+
+def record_failure(kind: str) -> None:
+    """Count a wrong password or bearer token against the client's address."""
+    log.warning("failed %s from %s", kind, client_key())
+    failures: FailedAuth | None = current_app.extensions[EXTENSION]
+    if failures is not None:
+        failures.record(client_key())

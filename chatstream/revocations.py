@@ -23,10 +23,14 @@ import time
 from typing import Protocol
 
 import redis
+from flask import Flask
+from flask import current_app
 
 from .errors import StoreUnavailable
 
 KEY_PREFIX = "chatstream:revoked:"
+#: ``app.extensions`` key of the app's revocation list.
+EXTENSION = "chatstream.revocations"
 
 
 class Revocations(Protocol):
@@ -82,3 +86,14 @@ class RedisRevocations:
 
 def from_config(redis_url: str | None) -> Revocations:
     return RedisRevocations(redis_url) if redis_url else MemoryRevocations()
+
+
+def init_app(app: Flask) -> None:
+    """Keep the app's revocation list (Redis with ``REDIS_URL``, else memory)."""
+    app.extensions[EXTENSION] = from_config(app.config["REDIS_URL"])
+
+
+def current() -> Revocations:
+    """The current app's revocation list."""
+    revoked: Revocations = current_app.extensions[EXTENSION]
+    return revoked

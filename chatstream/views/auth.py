@@ -1,4 +1,5 @@
-"""The login form for ``CHATSTREAM_ACCESS_PASSWORD`` (see :mod:`chatstream.access`).
+"""The login form for ``CHATSTREAM_ACCESS_PASSWORD`` (see :mod:`chatstream.access`,
+:mod:`chatstream.sessions`).
 
 ``GET /login`` shows the form; ``POST /login`` takes the form field or JSON
 ``{"password"}`` and marks the signed session cookie; ``POST /logout``
@@ -22,7 +23,8 @@ from flask import request
 from flask import url_for
 from flask.typing import ResponseReturnValue
 
-from .. import access
+from .. import limits
+from .. import sessions
 from ..errors import TooManyRequests
 from ..errors import Unauthorized
 
@@ -58,7 +60,7 @@ def login_form() -> ResponseReturnValue:
     _require_password()
     target = _safe_next(request.args.get("next"))
     # The session only: a bearer token here would be a guess the limiter never sees.
-    if access.has_session(current_app.config):
+    if sessions.has_session(current_app.config):
         return redirect(target, 303)
     return render_template("login.html", next=target, error=None)
 
@@ -73,17 +75,17 @@ def login() -> ResponseReturnValue:
     password = data.get("password")
     target = _safe_next(data.get("next"))
     try:
-        access.check_credential_budget()
+        limits.check_credential_budget()
     except TooManyRequests as exc:
         if request.is_json:
             raise
         return render_template("login.html", next=target, error=exc.message), 429, exc.headers
-    if not isinstance(password, str) or not access.check_password(config, password):
-        access.record_failure("login")
+    if not isinstance(password, str) or not sessions.check_password(config, password):
+        limits.record_failure("login")
         if request.is_json:
             raise Unauthorized("Wrong access password.", code="wrong_password")
         return render_template("login.html", next=target, error="Wrong password."), 401
-    access.log_in(config)
+    sessions.log_in(config)
     if request.is_json:
         return jsonify(status="ok")
     return redirect(target, 303)
@@ -93,7 +95,7 @@ def login() -> ResponseReturnValue:
 def logout() -> ResponseReturnValue:
     """Revoke the login, then forget it (and this browser's latest stream)."""
     _require_password()
-    access.log_out()
+    sessions.log_out()
     if request.is_json:
         return jsonify(status="ok")
     return redirect(url_for("auth.login_form"), 303)

@@ -414,8 +414,8 @@ def test_each_login_is_revoked_alone(locked):
 
 
 def test_a_cookie_signed_before_session_ids_is_not_a_login(locked):
-    from chatstream.access import SESSION_KEY
-    from chatstream.access import password_mark
+    from chatstream.sessions import SESSION_KEY
+    from chatstream.sessions import password_mark
 
     client = locked.test_client()
     with client.session_transaction() as sess:
