@@ -12,8 +12,7 @@ Off by default (local use). A public deployment sets one or both of:
 
 The cookie itself (marking, checking, revoking at logout, so that a copy
 saved before ``POST /logout`` no longer works) is :mod:`chatstream.sessions`.
-Wrong bearer tokens and wrong
-passwords share one budget per client address
+Wrong bearer tokens and wrong passwords share one budget per client address
 (``CHATSTREAM_AUTH_FAILURE_LIMIT``, :class:`chatstream.limits.FailedAuth`);
 over it, credentials from that address get ``429 too_many_failures``
 without being compared.
