@@ -62,14 +62,14 @@ def enough_file_descriptors():
 
 
 class IdleConnections:
-    """``count`` connections from ``source`` to ``port`` that never send a byte."""
+    """``count`` connections to ``port`` that never send a byte, from ``sources`` in turn."""
 
-    def __init__(self, port: int, count: int, source: str = ATTACKER) -> None:
+    def __init__(self, port: int, count: int, sources: tuple[str, ...] = (ATTACKER,)) -> None:
         self.sockets: list[socket.socket] = []
-        for _ in range(count):
+        for n in range(count):
             sock = socket.socket()
             sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
-            sock.bind((source, 0))
+            sock.bind((sources[n % len(sources)], 0))
             sock.setblocking(False)
             sock.connect_ex(("127.0.0.1", port))  # EINPROGRESS: completes below
             self.sockets.append(sock)
@@ -126,12 +126,12 @@ class IdleConnections:
         self.close()
 
 
-def chats_served(url: str, count: int = CHATS) -> int:
-    """A user's chats, each a POST and the read of its stream, bounded by 10 s."""
+def chats_served(url: str, count: int = CHATS, timeout: float = 10) -> int:
+    """A user's chats, each a POST and the read of its stream, bounded by ``timeout``."""
     served = 0
     transport = httpx.HTTPTransport(local_address=USER)
     for _ in range(count):
-        with httpx.Client(transport=transport, timeout=10) as client:
+        with httpx.Client(transport=transport, timeout=timeout) as client:
             try:
                 response = client.post(
                     url + "/api/streaming", json={"prompt": "x", "options": {"tokens": 3}}
@@ -161,6 +161,29 @@ def test_idle_connections_from_one_address_do_not_lock_others_out(tmp_path):
     assert served == CHATS
     assert held <= 100  # CHATSTREAM_MAX_CONNECTIONS_PER_ADDRESS
     assert "refusing connections from 127.0.0.3" in log
+
+
+def test_idle_connections_from_many_addresses_last_only_the_header_timeout(tmp_path):
+    # What one worker cannot do alone: 100 addresses x 100 connections stay
+    # under the per-address cap and fill all 10,000 worker_connections. The
+    # header timeout (5 s here) frees them, and the user, who waited in the
+    # listen queue meanwhile, gets in (before: after keepalive, 75 s).
+    env = {**LIVE_ENV, "CHATSTREAM_HEADER_TIMEOUT_S": "5"}
+    sources = tuple(f"127.0.0.{n}" for n in range(100, 200))
+    with GunicornServer(env, log_dir=tmp_path) as server:
+        with IdleConnections(server.port, IDLE, sources) as idle:
+            connected = idle.wait_connected()
+            idle.wait_settled(server.worker_pids())
+            held_before = idle.held()
+            started = time.monotonic()
+            served = chats_served(server.url, timeout=30)
+            waited = time.monotonic() - started
+    print(
+        f"\ngunicorn alone, {len(sources)} addresses: {connected} idle connections opened, "
+        f"{held_before} held by the worker; user chats served {served}/{CHATS}, "
+        f"the first after the header timeout ({waited:.1f} s for all)"
+    )
+    assert served == CHATS
 
 
 def test_one_connection_too_many_is_answered_429_and_closed(tmp_path):
