@@ -16,7 +16,10 @@ import sys
 import tempfile
 
 bind = [f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"]
-worker_class = "gevent"
+# gunicorn's gevent worker plus a short header timeout for new connections
+# and a cap on open connections per client address (slowloris): see
+# guarded_worker.py, CHATSTREAM_HEADER_TIMEOUT_S, CHATSTREAM_MAX_CONNECTIONS_PER_ADDRESS.
+worker_class = "guarded_worker.GuardedGeventWorker"
 worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "10000"))
 workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
 if workers > 1 and not os.environ.get("CHATSTREAM_REDIS_URL"):
@@ -28,6 +31,9 @@ if workers > 1 and not os.environ.get("CHATSTREAM_REDIS_URL"):
     workers = 1
 timeout = 30
 graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "25"))
+# Idle time between requests on a kept-alive connection (gunicorn's gevent
+# worker also uses it as the deadline for reading each request's headers; the
+# guarded worker shortens that for a connection's first request).
 keepalive = 75
 # gunicorn 27 opens a control socket at one path per user: two servers on one
 # machine would collide.

@@ -10,6 +10,13 @@ Off by default (local use). A public deployment sets one or both of:
 * ``CHATSTREAM_API_TOKENS``: bearer tokens for programmatic clients
   (``Authorization: Bearer <token>``).
 
+The cookie itself (marking, checking, revoking at logout, so that a copy
+saved before ``POST /logout`` no longer works) is :mod:`chatstream.sessions`.
+Wrong bearer tokens and wrong passwords share one budget per client address
+(``CHATSTREAM_AUTH_FAILURE_LIMIT``, :class:`chatstream.limits.FailedAuth`);
+over it, credentials from that address get ``429 too_many_failures``
+without being compared.
+
 Then every request needs one of them, except ``/healthz``, ``/readyz``,
 ``/metrics``, ``/static/*`` and ``/login``: the API answers a JSON ``401``; a
 browser opening a page is sent to the login form. Stream ids stay
@@ -33,12 +40,12 @@ Always on, whether access control is or not: no cross-site writes.
   generation, and a cross-origin ``fetch()`` of JSON needs a CORS preflight
   this app never grants); a ``DELETE`` with a body must send JSON too.
 
-Config keys: ``ACCESS_PASSWORD``, ``API_TOKENS``, ``SECRET_KEY``.
+Config keys: ``ACCESS_PASSWORD``, ``API_TOKENS``, ``SECRET_KEY``,
+``AUTH_FAILURE_LIMIT``, ``REDIS_URL``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 from collections.abc import Mapping
@@ -49,11 +56,12 @@ from flask import Flask
 from flask import current_app
 from flask import redirect
 from flask import request
-from flask import session
 from flask import url_for
-from flask.sessions import SecureCookieSessionInterface
 from werkzeug.wrappers import Response
 
+from . import limits
+from . import revocations
+from . import sessions
 from .errors import Forbidden
 from .errors import Unauthorized
 from .errors import UnsupportedMediaType
@@ -63,31 +71,7 @@ log = logging.getLogger(__name__)
 #: Paths that never need access (probes, metrics scrapers, login); and ``static``.
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/login", "/logout"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-SESSION_KEY = "access"
 DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-class SessionInterface(SecureCookieSessionInterface):
-    """Flask's signed cookie session, ``Secure`` whenever the request is HTTPS.
-
-    Flask builds a new ``itsdangerous`` serializer twice per request (open and
-    save); that was a third of a prompt POST's CPU. The serializer depends only
-    on the secret keys, so it is built once per key set and reused.
-    """
-
-    def __init__(self) -> None:
-        self._serializer: Any = None
-        self._serializer_keys: Any = None
-
-    def get_signing_serializer(self, app: Flask) -> Any:
-        keys = (app.secret_key, app.config.get("SECRET_KEY_FALLBACKS"))
-        if self._serializer is None or keys != self._serializer_keys:
-            self._serializer = super().get_signing_serializer(app)
-            self._serializer_keys = keys
-        return self._serializer
-
-    def get_cookie_secure(self, app: Flask) -> bool:
-        return bool(app.config["SESSION_COOKIE_SECURE"]) or request.is_secure
 
 
 def enabled(config: Mapping[str, Any]) -> bool:
@@ -95,8 +79,10 @@ def enabled(config: Mapping[str, Any]) -> bool:
 
 
 def init_access(app: Flask) -> None:
-    """Install the session interface and the request guard."""
-    app.session_interface = SessionInterface()
+    """Install the session interface, revocations, the failure limiter and the guard."""
+    app.session_interface = sessions.SessionInterface()
+    revocations.init_app(app)
+    limits.init_failed_auth(app)
     app.before_request(guard)
 
 
@@ -106,13 +92,24 @@ def guard() -> Response | None:
     :raises Forbidden: an ``Origin`` other than this app's.
     :raises UnsupportedMediaType: a ``DELETE`` with a non-JSON body.
     :raises Unauthorized: access control is on and the request has no access.
+    :raises TooManyRequests: a bearer token from an address over its failure budget.
     """
     if request.method not in SAFE_METHODS:
         _check_origin()
         if request.method == "DELETE" and _has_body() and not request.is_json:
             raise UnsupportedMediaType("A DELETE body, if any, must be JSON.")
     config = current_app.config
-    if not enabled(config) or _is_open() or has_access(config):
+    if not enabled(config) or _is_open():
+        return None
+    token = _bearer_token()
+    if token is not None:
+        # A request that sends a bearer token is judged by it alone (other
+        # ``Authorization`` schemes, e.g. a proxy's Basic auth, are not ours).
+        limits.check_credential_budget()
+        if _valid_token(config, token):
+            return None
+        limits.record_failure("bearer token")
+    elif sessions.has_session(config):
         return None
     if _wants_page():
         here = request.script_root + request.full_path.rstrip("?")
@@ -175,32 +172,6 @@ def _is_open() -> bool:
     return request.path in OPEN_PATHS or request.endpoint == "static"
 
 
-def password_mark(config: Mapping[str, Any]) -> str:
-    """What the session holds once logged in: an HMAC of the current password."""
-    key = str(config["SECRET_KEY"]).encode()
-    message = b"chatstream-access\0" + str(config["ACCESS_PASSWORD"]).encode()
-    return hmac.new(key, message, hashlib.sha256).hexdigest()
-
-
-def check_password(config: Mapping[str, Any], candidate: str) -> bool:
-    """Constant-time comparison with ``ACCESS_PASSWORD`` (digests: no length leak)."""
-    expected = config.get("ACCESS_PASSWORD")
-    if not expected:
-        return False
-    digest = hashlib.sha256
-    return hmac.compare_digest(
-        digest(candidate.encode("utf-8", "surrogatepass")).digest(),
-        digest(str(expected).encode()).digest(),
-    )
-
-
-def log_in(config: Mapping[str, Any]) -> None:
-    """Start a fresh logged-in session (a new cookie, nothing carried over)."""
-    session.clear()
-    session[SESSION_KEY] = password_mark(config)
-    session.permanent = True
-
-
 def _bearer_token() -> str | None:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
@@ -212,21 +183,6 @@ def _valid_token(config: Mapping[str, Any], token: str) -> bool:
     for candidate in config.get("API_TOKENS") or ():
         found |= hmac.compare_digest(token.encode(), candidate.encode())
     return found
-
-
-def has_access(config: Mapping[str, Any]) -> bool:
-    """A valid bearer token, or a session logged in with the current password.
-
-    A request that sends a bearer token is judged by it alone (other
-    ``Authorization`` schemes, e.g. a proxy's Basic auth, are not ours).
-    """
-    token = _bearer_token()
-    if token is not None:
-        return _valid_token(config, token)
-    if not config.get("ACCESS_PASSWORD"):
-        return False
-    mark = session.get(SESSION_KEY)
-    return isinstance(mark, str) and hmac.compare_digest(mark, password_mark(config))
 
 
 def _wants_page() -> bool:

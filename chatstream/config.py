@@ -67,6 +67,13 @@ SETTINGS: dict[str, Setting] = {
     "API_TOKENS": Setting(None, list, help="bearer tokens, comma-separated"),
     "RATE_LIMIT": Setting("60/minute", str, help="POSTs per client address, e.g. 30/minute"),
     "MAX_STREAMS_PER_CLIENT": Setting(8, int, 0, 1_000_000, "running generations per address"),
+    "AUTH_FAILURE_LIMIT": Setting(
+        "10/minute;100/day", str, help="failed logins and bearer tokens per address"
+    ),
+    "HEADER_TIMEOUT_S": Setting(10.0, float, 0.5, 3600, "a new connection's request headers"),
+    "MAX_CONNECTIONS_PER_ADDRESS": Setting(
+        100, int, 0, 1_000_000, "open connections per client address and worker (gunicorn)"
+    ),
 }
 
 #: Settings read from their conventional, unprefixed names.
@@ -173,7 +180,7 @@ def _secret(key: str, setting: Setting, value: Any) -> Any:
 def _check(key: str, setting: Setting, value: Any) -> Any:
     if setting.kind is dict:
         return _proxy_fix(key, value)
-    if key == "RATE_LIMIT":
+    if key in ("RATE_LIMIT", "AUTH_FAILURE_LIMIT"):
         return _rate_limit(key, value)
     if key in SECRET_SETTINGS:
         return _secret(key, setting, value)

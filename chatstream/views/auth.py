@@ -1,8 +1,12 @@
-"""The login form for ``CHATSTREAM_ACCESS_PASSWORD`` (see :mod:`chatstream.access`).
+"""The login form for ``CHATSTREAM_ACCESS_PASSWORD`` (see :mod:`chatstream.access`,
+:mod:`chatstream.sessions`).
 
 ``GET /login`` shows the form; ``POST /login`` takes the form field or JSON
-``{"password"}`` and marks the signed session cookie; ``POST /logout`` clears
-it. Without an access password these URLs do not exist (404).
+``{"password"}`` and marks the signed session cookie; ``POST /logout``
+revokes the login (see :mod:`chatstream.revocations`) and clears the cookie.
+Wrong passwords count against the address's failure budget, shared with wrong
+bearer tokens (:class:`chatstream.limits.FailedAuth`). Without an access
+password these URLs do not exist (404).
 """
 
 from __future__ import annotations
@@ -16,11 +20,12 @@ from flask import jsonify
 from flask import redirect
 from flask import render_template
 from flask import request
-from flask import session
 from flask import url_for
 from flask.typing import ResponseReturnValue
 
-from .. import access
+from .. import limits
+from .. import sessions
+from ..errors import TooManyRequests
 from ..errors import Unauthorized
 
 bp = Blueprint("auth", __name__)
@@ -54,7 +59,8 @@ def login_form() -> ResponseReturnValue:
     """The password form (or straight on, when already logged in)."""
     _require_password()
     target = _safe_next(request.args.get("next"))
-    if access.has_access(current_app.config):
+    # The session only: a bearer token here would be a guess the limiter never sees.
+    if sessions.has_session(current_app.config):
         return redirect(target, 303)
     return render_template("login.html", next=target, error=None)
 
@@ -68,12 +74,18 @@ def login() -> ResponseReturnValue:
     data = payload if isinstance(payload, dict) else request.form
     password = data.get("password")
     target = _safe_next(data.get("next"))
-    if not isinstance(password, str) or not access.check_password(config, password):
-        log.warning("failed login from %s", request.remote_addr)
+    try:
+        limits.check_credential_budget()
+    except TooManyRequests as exc:
+        if request.is_json:
+            raise
+        return render_template("login.html", next=target, error=exc.message), 429, exc.headers
+    if not isinstance(password, str) or not sessions.check_password(config, password):
+        limits.record_failure("login")
         if request.is_json:
             raise Unauthorized("Wrong access password.", code="wrong_password")
         return render_template("login.html", next=target, error="Wrong password."), 401
-    access.log_in(config)
+    sessions.log_in(config)
     if request.is_json:
         return jsonify(status="ok")
     return redirect(target, 303)
@@ -81,9 +93,9 @@ def login() -> ResponseReturnValue:
 
 @bp.post("/logout")
 def logout() -> ResponseReturnValue:
-    """Forget the login (and this browser's latest stream)."""
+    """Revoke the login, then forget it (and this browser's latest stream)."""
     _require_password()
-    session.clear()
+    sessions.log_out()
     if request.is_json:
         return jsonify(status="ok")
     return redirect(url_for("auth.login_form"), 303)

@@ -378,3 +378,104 @@ def test_json_login_with_odd_fields_is_a_clean_answer(browser):
     assert response.json == {"status": "ok"}
     for body in ({"password": 5}, ["x"]):
         assert_json_error(browser.post("/login", json=body), 401, "wrong_password")
+
+
+# -- logout revokes; failed credentials share one budget per address (issue 9, item 7)
+
+
+def saved_cookie(response):
+    return response.headers["Set-Cookie"].split(";")[0].split("=", 1)[1]
+
+
+def test_logout_revokes_a_copy_of_the_cookie_saved_before_it(locked, browser):
+    saved = saved_cookie(log_in(browser))
+    assert browser.post("/logout").status_code == 303
+    thief = locked.test_client()
+    thief.set_cookie("session", saved)
+    assert_json_error(thief.post("/api/streaming", json={"prompt": "x"}), 401, "unauthorized")
+    assert thief.get("/login").status_code == 200  # the form, not "already logged in"
+    again = locked.test_client()  # logging in again gives a new, working session
+    log_in(again)
+    assert (
+        again.post("/api/streaming", json={"prompt": "x", "options": {"tokens": 1}}).status_code
+        == 202
+    )
+
+
+def test_each_login_is_revoked_alone(locked):
+    first, second = locked.test_client(), locked.test_client()
+    log_in(first)
+    log_in(second)
+    first.post("/logout")
+    assert (
+        second.post("/api/streaming", json={"prompt": "x", "options": {"tokens": 1}}).status_code
+        == 202
+    )
+
+
+def test_a_cookie_signed_before_session_ids_is_not_a_login(locked):
+    from chatstream.sessions import SESSION_KEY
+    from chatstream.sessions import password_mark
+
+    client = locked.test_client()
+    with client.session_transaction() as sess:
+        sess[SESSION_KEY] = password_mark(locked.config)  # a mark but no id to revoke
+    assert_json_error(client.post("/api/streaming", json={"prompt": "x"}), 401, "unauthorized")
+
+
+def from_address(address):
+    return {"environ_base": {"REMOTE_ADDR": address}}
+
+
+def test_wrong_bearer_tokens_are_limited_per_address():
+    app = make_app(ACCESS_PASSWORD=PASSWORD, API_TOKENS=TOKEN, AUTH_FAILURE_LIMIT="3/minute")
+    client = app.test_client()
+    wrong = bearer("w" * 32)
+    codes = [client.get("/api/streaming/some-id", headers=wrong).status_code for _ in range(5)]
+    assert codes == [401, 401, 401, 429, 429]
+    # Over the budget even the right token is refused unread: a 429 tells nothing.
+    refused = client.post("/api/streaming", json={"prompt": "x"}, headers=bearer())
+    assert_json_error(refused, 429, "too_many_failures")
+    assert 1 <= int(refused.headers["Retry-After"]) <= 61
+    other = client.post("/api/streaming", json=SLOW, headers=bearer(), **from_address("10.0.0.2"))
+    assert other.status_code == 202  # another address has its own budget
+
+
+def test_failed_logins_and_bearer_tokens_share_one_budget():
+    app = make_app(ACCESS_PASSWORD=PASSWORD, API_TOKENS=TOKEN, AUTH_FAILURE_LIMIT="3/minute")
+    client = app.test_client()
+    assert log_in(client, "guess 1").status_code == 401
+    assert (
+        client.get("/", headers=bearer("w" * 32) | {"Accept": "application/json"}).status_code
+        == 401
+    )
+    assert_json_error(client.post("/login", json={"password": "guess 2"}), 401, "wrong_password")
+    assert_json_error(client.post("/login", json={"password": PASSWORD}), 429, "too_many_failures")
+    form = log_in(client)  # the form says so in HTML
+    assert form.status_code == 429 and "Too many failed" in form.get_data(as_text=True)
+    assert int(form.headers["Retry-After"]) >= 1
+    assert_json_error(client.get("/api/streaming", headers=bearer()), 429, "too_many_failures")
+
+
+def test_right_credentials_and_none_at_all_never_count():
+    app = make_app(ACCESS_PASSWORD=PASSWORD, API_TOKENS=TOKEN, AUTH_FAILURE_LIMIT="2/minute")
+    anonymous, scripted, person = (app.test_client() for _ in range(3))  # one address
+    for _ in range(5):
+        no_credentials = anonymous.get("/api/streaming/x", headers={"Accept": "application/json"})
+        assert no_credentials.status_code == 401
+        assert scripted.get("/api/streaming/x", headers=bearer()).status_code == 404
+        assert log_in(person).status_code == 303
+    assert person.get("/login", headers=bearer("w" * 32)).status_code == 303  # the session
+
+
+def test_a_bearer_token_on_the_login_form_is_no_oracle(browser):
+    # GET /login used to redirect on a right token and show the form on a
+    # wrong one: a guess outside the limiter. It looks at the session only.
+    assert browser.get("/login", headers=bearer()).status_code == 200
+
+
+def test_the_failure_limit_can_be_turned_off():
+    app = make_app(API_TOKENS=TOKEN, AUTH_FAILURE_LIMIT="off")
+    client = app.test_client()
+    codes = {client.get("/api/streaming", headers=bearer("w" * 32)).status_code for _ in range(30)}
+    assert codes == {401}

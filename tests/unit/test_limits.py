@@ -233,3 +233,39 @@ def _failing_factory():
             return Adapter()
 
     return Failing()
+
+
+# -- failed credentials (FailedAuth) --------------------------------------------
+
+
+def test_auth_failure_limit_default_and_validation():
+    assert make_app().config["AUTH_FAILURE_LIMIT"] == "10/minute;100/day"
+    assert make_app(AUTH_FAILURE_LIMIT="OFF").config["AUTH_FAILURE_LIMIT"] == "off"
+    with pytest.raises(ConfigError, match="CHATSTREAM_AUTH_FAILURE_LIMIT"):
+        make_app(AUTH_FAILURE_LIMIT="lots")
+
+
+def test_failed_auth_counts_per_key_and_every_window():
+    from chatstream.limits import FailedAuth
+
+    failures = FailedAuth("2/minute;3/day", None)
+    for _ in range(2):
+        failures.check("a")
+        failures.record("a")
+    with pytest.raises(TooManyRequests) as refused:
+        failures.check("a")
+    assert refused.value.code == "too_many_failures"
+    assert 1 <= int(refused.value.headers["Retry-After"]) <= 61
+    failures.check("b")
+
+
+def test_failed_auth_counts_in_memory_when_redis_fails(caplog):
+    from chatstream.limits import FailedAuth
+    from tests.support.server import free_port
+
+    failures = FailedAuth("1/minute", f"redis://127.0.0.1:{free_port()}/0")
+    failures.check("a")
+    failures.record("a")
+    with pytest.raises(TooManyRequests):
+        failures.check("a")  # never a free pass while Redis is down
+    assert "counting in this worker" in caplog.text

@@ -1,0 +1,167 @@
+"""gunicorn's gevent worker, guarded against idle and half-open connections (slowloris).
+
+``gunicorn.conf.py`` names :class:`GuardedGeventWorker` as its worker class. It is
+gunicorn's own ``GeventWorker`` with two guards that gunicorn has no setting for:
+
+* **Header timeout.** A new connection must deliver its first request's line
+  and headers within ``CHATSTREAM_HEADER_TIMEOUT_S`` (default 10 s), else it
+  is closed. Stock gunicorn waits ``keepalive`` (75 s here) for them, so a
+  connection that never sends a byte held a slot that long. Later requests
+  on a kept-alive connection still wait ``keepalive``: a proxy's pool of idle
+  upstream connections must outlive its own idle timeout.
+* **Open connections per client address.** At most
+  ``CHATSTREAM_MAX_CONNECTIONS_PER_ADDRESS`` (default 100) per peer address
+  and worker; one more is answered ``429`` and closed at once, before it takes
+  a slot for longer than that. Without it one address could hold all
+  ``worker_connections`` (10,000) and lock everyone else out. The peer is the
+  TCP peer, so the cap is off behind a proxy (``CHATSTREAM_PROXY_FIX`` set:
+  every client shares the proxy's address, which caps per client itself,
+  e.g. nginx ``limit_conn``), and peers in gunicorn's ``forwarded_allow_ips``
+  (default loopback: a local proxy, the tests, the benchmark) are exempt.
+
+What one worker cannot do alone: a client spread over more addresses than
+``worker_connections / cap`` can still fill the worker, each connection for
+up to the header timeout (or ``keepalive`` after one complete request). A
+proxy in front (``deploy/nginx.conf``) holds idle connections far more
+cheaply and passes on only complete requests.
+
+This module lives beside ``wsgi.py``, outside the ``chatstream`` package: the
+gunicorn master imports the worker class before forking, and importing the
+package there would import Flask, redis and ``ssl`` before the worker's
+monkey-patching. The settings are read from the app's validated config
+(``chatstream.config``) once the worker has loaded it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections import Counter
+from typing import Any
+
+import gevent
+from gevent import getcurrent
+from gunicorn import util
+from gunicorn.workers.ggevent import GeventWorker
+
+#: Used when the WSGI app is not a chatstream app (no validated config).
+DEFAULTS: dict[str, Any] = {
+    "HEADER_TIMEOUT_S": 10.0,
+    "MAX_CONNECTIONS_PER_ADDRESS": 100,
+    "PROXY_FIX": None,
+}
+
+_BODY = (
+    b'{"error": {"code": "too_many_connections", '
+    b'"message": "Too many open connections from your address."}}'
+)
+#: The answer to one connection too many (its request, if any, is not read).
+REFUSAL = (
+    b"HTTP/1.1 429 Too Many Requests\r\n"
+    b"Content-Type: application/json\r\n"
+    b"Retry-After: 5\r\n"
+    b"Connection: close\r\n"
+    b"Content-Length: %d\r\n"
+    b"\r\n%s" % (len(_BODY), _BODY)
+)
+#: Seconds between two log lines about refusals from one address (an attack
+#: refuses thousands a second; one line each would flood the log).
+LOG_EVERY_S = 10.0
+
+
+def peer_host(addr: Any) -> str | None:
+    """The IP of a TCP peer (``(host, port, ...)``); None for a UNIX socket."""
+    if isinstance(addr, tuple) and addr and isinstance(addr[0], str):
+        return addr[0]
+    return None
+
+
+class GuardedGeventWorker(GeventWorker):
+    """``GeventWorker`` plus a header timeout and a per-address connection cap."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.header_timeout = 10.0
+        self.max_per_address = 0
+        #: Open connections per guarded peer address (this worker).
+        self.open_per_address: Counter[str] = Counter()
+        self.refused = 0
+        self._logged_at: dict[str, float] = {}
+        #: Handler greenlets whose connection has not yet delivered a request.
+        self._fresh: set[Any] = set()
+        self._trusted: list[Any] = []
+        self._trust_all = False
+
+    def load_wsgi(self) -> None:
+        super().load_wsgi()
+        config = {**DEFAULTS, **dict(getattr(self.wsgi, "config", None) or {})}
+        self.header_timeout = float(config["HEADER_TIMEOUT_S"])
+        # Behind a proxy every client arrives from the proxy's address.
+        cap = int(config["MAX_CONNECTIONS_PER_ADDRESS"])
+        self.max_per_address = 0 if config["PROXY_FIX"] else cap
+        allowed = list(self.cfg.forwarded_allow_ips)
+        self._trust_all = "*" in allowed
+        self._trusted = [ipaddress.ip_network(a, strict=False) for a in allowed if a != "*"]
+
+    def _guarded(self, host: str | None) -> bool:
+        if host is None or not self.max_per_address or self._trust_all:
+            return False
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return not any(ip in network for network in self._trusted)
+
+    def handle(self, listener: Any, client: Any, addr: Any) -> None:
+        host = peer_host(addr)
+        guarded = self._guarded(host)
+        if guarded and host is not None:
+            if self.open_per_address[host] >= self.max_per_address:
+                self._refuse(client, host)
+                return
+            self.open_per_address[host] += 1
+        current = getcurrent()
+        self._fresh.add(current)
+        try:
+            super().handle(listener, client, addr)
+        finally:
+            self._fresh.discard(current)
+            if guarded and host is not None:
+                self.open_per_address[host] -= 1
+                if self.open_per_address[host] <= 0:
+                    del self.open_per_address[host]
+
+    def timeout_ctx(self) -> Any:
+        """The deadline for reading one request's line and headers.
+
+        gunicorn's keep-alive loop enters this around each ``next(parser)``;
+        the first request on a connection gets the short header timeout.
+        """
+        current = getcurrent()
+        if current in self._fresh:
+            self._fresh.discard(current)
+            return gevent.Timeout(self.header_timeout, False)
+        return super().timeout_ctx()
+
+    def _refuse(self, client: Any, host: str) -> None:
+        self.refused += 1
+        now = time.monotonic()
+        if now - self._logged_at.get(host, -LOG_EVERY_S) >= LOG_EVERY_S:
+            self._logged_at = {h: t for h, t in self._logged_at.items() if now - t < LOG_EVERY_S}
+            self._logged_at[host] = now
+            self.log.warning(
+                "refusing connections from %s: %d open (CHATSTREAM_MAX_CONNECTIONS_PER_ADDRESS); "
+                "%d refused by this worker so far",
+                host,
+                self.open_per_address[host],
+                self.refused,
+            )
+        try:
+            # Best effort and never blocking: a fresh socket's send buffer
+            # takes these few bytes at once, or the peer is gone anyway.
+            client.setblocking(False)
+            client.send(REFUSAL)
+        except OSError:
+            pass
+        finally:
+            util.close(client)

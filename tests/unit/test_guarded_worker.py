@@ -1,0 +1,85 @@
+"""The guarded gevent worker of gunicorn.conf.py (guarded_worker.py): its
+settings, which peers it caps, and its refusal. The behaviour under a real
+attack is in tests/faults/test_connections.py."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from gunicorn.config import Config
+
+import guarded_worker
+from chatstream import create_app
+from chatstream.errors import ConfigError
+from tests.conftest import UNIT_CONFIG
+
+
+class FakeApp:
+    def __init__(self, wsgi):
+        self._wsgi = wsgi
+
+    def wsgi(self):
+        return self._wsgi
+
+
+def make_worker(wsgi, allowed="127.0.0.1,::1"):
+    cfg = Config()
+    cfg.set("forwarded_allow_ips", allowed)
+    worker = guarded_worker.GuardedGeventWorker(
+        0, 0, [], FakeApp(wsgi), 30, cfg, logging.getLogger("test")
+    )
+    worker.load_wsgi()
+    worker.tmp.close()
+    return worker
+
+
+def test_settings_come_from_the_apps_validated_config():
+    app = create_app({**UNIT_CONFIG, "HEADER_TIMEOUT_S": 2.5, "MAX_CONNECTIONS_PER_ADDRESS": 7})
+    worker = make_worker(app)
+    assert (worker.header_timeout, worker.max_per_address) == (2.5, 7)
+
+
+def test_defaults_and_bounds():
+    app = create_app(UNIT_CONFIG)
+    assert app.config["HEADER_TIMEOUT_S"] == 10 and app.config["MAX_CONNECTIONS_PER_ADDRESS"] == 100
+    with pytest.raises(ConfigError, match="CHATSTREAM_HEADER_TIMEOUT_S"):
+        create_app({**UNIT_CONFIG, "HEADER_TIMEOUT_S": 0})
+    with pytest.raises(ConfigError, match="CHATSTREAM_MAX_CONNECTIONS_PER_ADDRESS"):
+        create_app({**UNIT_CONFIG, "MAX_CONNECTIONS_PER_ADDRESS": -1})
+
+
+def test_another_wsgi_app_gets_the_defaults():
+    worker = make_worker(lambda environ, start_response: [])
+    assert (worker.header_timeout, worker.max_per_address) == (10.0, 100)
+
+
+def test_only_direct_untrusted_peers_are_capped():
+    worker = make_worker(create_app(UNIT_CONFIG), allowed="127.0.0.1,::1,10.0.0.0/8")
+    assert worker._guarded("203.0.113.9") and worker._guarded("127.0.0.3")
+    assert not worker._guarded("127.0.0.1") and not worker._guarded("::1")
+    assert not worker._guarded("10.1.2.3")  # a trusted proxy network
+    assert not worker._guarded(None)  # a UNIX socket
+
+
+def test_behind_a_proxy_or_trusting_all_there_is_no_cap():
+    proxied = make_worker(create_app({**UNIT_CONFIG, "PROXY_FIX": 1}))
+    assert proxied.max_per_address == 0 and not proxied._guarded("203.0.113.9")
+    anywhere = make_worker(create_app(UNIT_CONFIG), allowed="*")
+    assert not anywhere._guarded("203.0.113.9")
+    off = make_worker(create_app({**UNIT_CONFIG, "MAX_CONNECTIONS_PER_ADDRESS": 0}))
+    assert not off._guarded("203.0.113.9")
+
+
+def test_peer_host():
+    assert guarded_worker.peer_host(("203.0.113.9", 5000)) == "203.0.113.9"
+    assert guarded_worker.peer_host(("::1", 5000, 0, 0)) == "::1"
+    assert guarded_worker.peer_host("") is None
+
+
+def test_the_refusal_is_a_complete_json_429():
+    head, _, body = guarded_worker.REFUSAL.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 429 ") and b"Connection: close" in head
+    assert f"Content-Length: {len(body)}".encode() in head
+    assert json.loads(body)["error"]["code"] == "too_many_connections"
