@@ -65,23 +65,23 @@ async function postPrompt(apiUrl, messages, model) {
  * Start one answer, or follow one already started (pass `streamUrl`: the server
  * replays a stream from its start to a reader without Last-Event-ID).
  * Callbacks: onStart({id, streamUrl}), onToken(token), onEnd({finish_reason,
- * usage}), onError({code, message, retryAfter?}), onReconnecting(), onReconnected().
- * Returns a handle with stop() (close + DELETE) and close().
+ * usage, reason?}), onError({code, message, status?, retryAfter?, serverEvent?}) - `serverEvent`:
+ * the server's own `error` event -, onReconnecting(), onReconnected().
+ * Returns a handle with stop() (close + DELETE). Event ids are the browser's
+ * business (Last-Event-ID): the page never reads them, so any opaque string works.
  */
-export function startAnswer({ apiUrl, messages, model, streamUrl: existing, ...cb }) {
-  let es = null;
+export function startAnswer({ apiUrl, messages, model, streamUrl: existing, ...callbacks }) {
+  let source = null;
   let streamUrl = null;
   let done = false;
   let reconnecting = false;
 
   const finish = () => {
     done = true;
-    if (es) es.close();
+    if (source) source.close();
   };
 
   const handle = {
-    get streamUrl() { return streamUrl; },
-    close: finish,
     /** Stop generating: freeze what we have and ask the server to cancel. */
     stop() {
       if (done) return;
@@ -100,28 +100,28 @@ export function startAnswer({ apiUrl, messages, model, streamUrl: existing, ...c
       return;
     }
     streamUrl = new URL(data.stream_url, window.location.href).href;
-    cb.onStart?.({ id: data.id, streamUrl });
-    es = new EventSource(streamUrl);
+    callbacks.onStart?.({ id: data.id, streamUrl });
+    source = new EventSource(streamUrl);
 
     const recovered = () => {
-      if (reconnecting) { reconnecting = false; cb.onReconnected?.(); }
+      if (reconnecting) { reconnecting = false; callbacks.onReconnected?.(); }
     };
-    es.addEventListener('open', recovered);
-    es.addEventListener('newToken', (ev) => {
+    source.addEventListener('open', recovered);
+    source.addEventListener('newToken', (ev) => {
       if (done) return;
       recovered();
       let token;
       try { token = JSON.parse(ev.data).token; } catch { return; }
-      if (typeof token === 'string') cb.onToken?.(token);
+      if (typeof token === 'string') callbacks.onToken?.(token);
     });
-    es.addEventListener('end', (ev) => {
+    source.addEventListener('end', (ev) => {
       if (done) return;
       let info = {};
       try { info = JSON.parse(ev.data) || {}; } catch { /* keep defaults */ }
       finish();
-      cb.onEnd?.(info);
+      callbacks.onEnd?.(info);
     });
-    es.addEventListener('error', (ev) => {
+    source.addEventListener('error', (ev) => {
       if (done || leaving) return;
       if (typeof ev.data === 'string') { // the server's own `error` event
         let info = {};
@@ -130,24 +130,24 @@ export function startAnswer({ apiUrl, messages, model, streamUrl: existing, ...c
           // A server going down gracefully (SIGTERM) says so and closes the
           // stream; the event has no id, so EventSource keeps its
           // Last-Event-ID and reconnects by itself, resuming exactly.
-          if (!reconnecting) { reconnecting = true; cb.onReconnecting?.(); }
+          if (!reconnecting) { reconnecting = true; callbacks.onReconnecting?.(); }
           return;
         }
         finish();
-        cb.onError?.({ code: info.code || 'error', message: info.message || 'The model failed to answer.' });
+        callbacks.onError?.({ code: info.code || 'error', message: info.message || 'The model failed to answer.', serverEvent: true });
         return;
       }
-      if (es.readyState === EventSource.CONNECTING) { // browser retries by itself
-        if (!reconnecting) { reconnecting = true; cb.onReconnecting?.(); }
+      if (source.readyState === EventSource.CONNECTING) { // browser retries by itself
+        if (!reconnecting) { reconnecting = true; callbacks.onReconnecting?.(); }
         return;
       }
       finish(); // CLOSED: the browser gave up (e.g. HTTP error status)
-      cb.onError?.({ code: 'connection_lost', message: 'The connection to the server was lost.' });
+      callbacks.onError?.({ code: 'connection_lost', message: 'The connection to the server was lost.' });
     });
   }, (err) => {
     if (done || leaving) return;
     finish();
-    cb.onError?.({ code: err.code || 'error', message: err.message, status: err.status, retryAfter: err.retryAfter });
+    callbacks.onError?.({ code: err.code || 'error', message: err.message, status: err.status, retryAfter: err.retryAfter });
   });
 
   return handle;

@@ -91,7 +91,27 @@ class ChatPage:
         return self.shown_numbers()
 
     def saved_state(self) -> dict[str, Any]:
-        state: dict[str, Any] = self.page.evaluate(
-            "() => JSON.parse(localStorage.getItem('chatstream.conversations.v1') || 'null')"
-        )
+        """What the page stored in IndexedDB: ``activeId`` and ``conversations`` (newest first)."""
+        state: dict[str, Any] = self.page.evaluate(SAVED_STATE_JS)
         return state
+
+
+#: Read the page's IndexedDB records directly (not through the page's code).
+SAVED_STATE_JS = """async () => {
+  const db = await new Promise((ok, fail) => {
+    const req = indexedDB.open('chatstream');
+    req.onsuccess = () => ok(req.result);
+    req.onerror = () => fail(req.error);
+  });
+  let conversations = [];
+  if (db.objectStoreNames.contains('conversations')) {
+    conversations = await new Promise((ok, fail) => {
+      const req = db.transaction('conversations').objectStore('conversations').getAll();
+      req.onsuccess = () => ok(req.result);
+      req.onerror = () => fail(req.error);
+    });
+  }
+  db.close();
+  conversations.sort((a, b) => b.updatedAt - a.updatedAt);
+  return { activeId: localStorage.getItem('chatstream.active'), conversations };
+}"""

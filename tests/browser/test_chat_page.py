@@ -21,6 +21,7 @@ from playwright.sync_api import Request as PwRequest
 from playwright.sync_api import Route
 from playwright.sync_api import expect
 
+from tests.browser.chat import SAVED_STATE_JS
 from tests.browser.chat import WAIT_MS
 from tests.browser.chat import ChatPage
 from tests.browser.chat import is_stream_post
@@ -71,9 +72,10 @@ def test_answer_grows_while_streaming_and_ends_with_the_full_reply(
     expect(chat.stop_button).to_be_hidden()
     expect(chat.stats).to_contain_text("first token")
     expect(chat.stats).to_contain_text("tok/s")
-    expect(chat.announcer).to_have_text("Answer complete.")
+    # Once, when complete: how it ended, then the answer itself (not token by token).
+    expect(chat.announcer).to_have_text(f"Answer complete. {numbers(50)}")
     announcements = chat.page.evaluate("window.__announcements")
-    assert announcements == ["Answer complete."]
+    assert announcements == [f"Answer complete. {numbers(50)}"]
     assert chat.last_answer.get_attribute("aria-busy") is None
 
 
@@ -96,13 +98,16 @@ def test_markdown_is_rendered_at_most_once_per_animation_frame(
     chat.set_options(tokens=40, delay_ms=60)
     chat.send("batch me")
     # Wait until several tokens have arrived (the page saves the growing answer
-    # to localStorage about once a second) ...
+    # to IndexedDB about once a second) ...
     chat.page.wait_for_function(
-        """() => {
-          const s = JSON.parse(localStorage.getItem('chatstream.conversations.v1'));
-          const m = s && s.conversations[0].messages[1];
-          return m && (m.content.match(/\\d+/g) || []).length >= 5;
-        }""",
+        # (IndexedDB reads are async: each poll starts a read and checks the last one.)
+        f"""() => {{
+          ({SAVED_STATE_JS})().then((s) => {{
+            const m = s.conversations.length && s.conversations[0].messages[1];
+            window.__savedNumbers = m ? (m.content.match(/\\d+/g) || []).length : 0;
+          }});
+          return (window.__savedNumbers || 0) >= 5;
+        }}""",
         polling=50,  # Playwright polls on animation frames by default
         timeout=WAIT_MS,
     )
@@ -466,8 +471,9 @@ def test_server_error_event_shows_a_message_and_retry_works(chat: ChatPage) -> N
     chat.set_options(tokens=3, delay_ms=0)
     chat.send("hello")
     answer = chat.wait_done("error")
-    note = answer.locator(".msg-note[role=alert]")
+    note = answer.locator(".msg-note.is-error")
     expect(note).to_contain_text("The model is overloaded.")
+    assert note.get_attribute("role") is None  # announced once, by the status region
     assert chat.last_text() == "partial"
     expect(chat.announcer).to_contain_text("The model is overloaded.")
 
