@@ -61,7 +61,11 @@ async function start() {
       redraw();
     },
   };
-  await store.open();
+  try {
+    await store.open();
+  } catch (err) { // no IndexedDB (e.g. a locked-down private window): work in memory, say so
+    showStorageFailure(err);
+  }
   initComposer();
   initConversationActions();
   initDrawer();

@@ -95,10 +95,14 @@ export function renderMarkdown(text) {
 }
 
 /**
- * Buttons and wrappers built here, never by markdown: a copy button per finished
- * code block, and keyboard-reachable sideways scrolling for code and tables.
+ * Attributes, buttons and wrappers added here, never by markdown: a copy button
+ * per finished code block, keyboard-reachable sideways scrolling for code and
+ * tables, and a text direction per block.
  */
 function decorate(root, draft) {
+  // Each block takes its direction from its own first strong character, so a
+  // Hebrew paragraph, list or quote runs right-to-left inside an English answer.
+  for (const block of root.querySelectorAll('p, li, blockquote, h1, h2, h3, h4, h5, h6, th, td')) block.dir = 'auto';
   for (const pre of root.querySelectorAll('.code-block > pre')) {
     pre.tabIndex = 0; // a long line scrolls sideways: keyboard users must reach it
     pre.setAttribute('aria-label', 'Code');
