@@ -100,9 +100,12 @@ export function renderMarkdown(text) {
  * tables, and a text direction per block.
  */
 function decorate(root, draft) {
-  // Each block takes its direction from its own first strong character, so a
-  // Hebrew paragraph, list or quote runs right-to-left inside an English answer.
-  for (const block of root.querySelectorAll('p, li, blockquote, h1, h2, h3, h4, h5, h6, th, td')) block.dir = 'auto';
+  // Each top-level block takes its direction from its own first strong
+  // character, so a Hebrew paragraph, list or quote runs right-to-left (bullets
+  // and the quote's rule on the right) inside an English answer. Only top-level
+  // blocks and table cells: dir=auto skips descendants that have their own dir.
+  for (const block of root.children) if (!block.classList.contains('code-block')) block.dir = 'auto';
+  for (const cell of root.querySelectorAll('th, td')) cell.dir = 'auto';
   for (const pre of root.querySelectorAll('.code-block > pre')) {
     pre.tabIndex = 0; // a long line scrolls sideways: keyboard users must reach it
     pre.setAttribute('aria-label', 'Code');
