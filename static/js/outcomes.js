@@ -9,7 +9,7 @@
 // message.
 
 const SERVER_ENDS = {
-  no_reader: 'The server stopped this answer because this page was disconnected for too long.',
+  no_reader: 'The server gave up on this answer: this page was disconnected for too long.',
   cancelled: 'The server ended this answer before it was finished.',
   generation_interrupted: 'The server was interrupted before the answer was finished.',
   server_shutdown: 'The server restarted before the answer was finished.',
