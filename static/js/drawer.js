@@ -24,7 +24,7 @@ export function setDrawer(open, { returnFocus = true } = {}) {
     els.sidebar.setAttribute('role', 'dialog');
     els.sidebar.setAttribute('aria-modal', 'true');
   } else {
-    els.sidebar.removeAttribute('role');
+    els.sidebar.setAttribute('role', 'complementary');
     els.sidebar.removeAttribute('aria-modal');
   }
   els.mainCol.inert = modal;

@@ -113,7 +113,7 @@ def test_mobile_drawer_is_a_modal_dialog(page: Page) -> None:
     page.keyboard.press("Escape")
     expect(sidebar).to_be_hidden()
     expect(opener).to_be_focused()
-    assert sidebar.get_attribute("role") is None
+    assert sidebar.get_attribute("role") == "complementary"
     assert page.locator("#main-col").evaluate("m => m.inert") is False
 
 
