@@ -71,84 +71,85 @@ async function postPrompt(apiUrl, messages, model) {
  * business (Last-Event-ID): the page never reads them, so any opaque string works.
  */
 export function startAnswer({ apiUrl, messages, model, streamUrl: existing, ...callbacks }) {
-  let source = null;
-  let streamUrl = null;
-  let done = false;
-  let reconnecting = false;
-
-  const finish = () => {
-    done = true;
-    if (source) source.close();
+  const state = { source: null, streamUrl: null, done: false, reconnecting: false };
+  state.finish = () => {
+    state.done = true;
+    if (state.source) state.source.close();
   };
-
-  const handle = {
-    /** Stop generating: freeze what we have and ask the server to cancel. */
-    stop() {
-      if (done) return;
-      finish();
-      if (streamUrl) {
-        fetch(streamUrl, { method: 'DELETE' }).catch(() => { /* best effort */ });
-      }
-    },
-  };
-
   const started = existing ? Promise.resolve({ id: null, stream_url: existing })
     : postPrompt(apiUrl, messages, model);
   started.then((data) => {
-    if (done) { // stopped while the POST was in flight
+    if (state.done) { // stopped while the POST was in flight
       fetch(data.stream_url, { method: 'DELETE' }).catch(() => {});
       return;
     }
-    streamUrl = new URL(data.stream_url, window.location.href).href;
-    callbacks.onStart?.({ id: data.id, streamUrl });
-    source = new EventSource(streamUrl);
-
-    const recovered = () => {
-      if (reconnecting) { reconnecting = false; callbacks.onReconnected?.(); }
-    };
-    source.addEventListener('open', recovered);
-    source.addEventListener('newToken', (ev) => {
-      if (done) return;
-      recovered();
-      let token;
-      try { token = JSON.parse(ev.data).token; } catch { return; }
-      if (typeof token === 'string') callbacks.onToken?.(token);
-    });
-    source.addEventListener('end', (ev) => {
-      if (done) return;
-      let info = {};
-      try { info = JSON.parse(ev.data) || {}; } catch { /* keep defaults */ }
-      finish();
-      callbacks.onEnd?.(info);
-    });
-    source.addEventListener('error', (ev) => {
-      if (done || leaving) return;
-      if (typeof ev.data === 'string') { // the server's own `error` event
-        let info = {};
-        try { info = JSON.parse(ev.data) || {}; } catch { /* keep defaults */ }
-        if (info.reconnect === true) {
-          // A server going down gracefully (SIGTERM) says so and closes the
-          // stream; the event has no id, so EventSource keeps its
-          // Last-Event-ID and reconnects by itself, resuming exactly.
-          if (!reconnecting) { reconnecting = true; callbacks.onReconnecting?.(); }
-          return;
-        }
-        finish();
-        callbacks.onError?.({ code: info.code || 'error', message: info.message || 'The model failed to answer.', serverEvent: true });
-        return;
-      }
-      if (source.readyState === EventSource.CONNECTING) { // browser retries by itself
-        if (!reconnecting) { reconnecting = true; callbacks.onReconnecting?.(); }
-        return;
-      }
-      finish(); // CLOSED: the browser gave up (e.g. HTTP error status)
-      callbacks.onError?.({ code: 'connection_lost', message: 'The connection to the server was lost.' });
-    });
+    state.streamUrl = new URL(data.stream_url, window.location.href).href;
+    callbacks.onStart?.({ id: data.id, streamUrl: state.streamUrl });
+    state.source = new EventSource(state.streamUrl);
+    listen(state, callbacks);
   }, (err) => {
-    if (done || leaving) return;
-    finish();
+    if (state.done || leaving) return;
+    state.finish();
     callbacks.onError?.({ code: err.code || 'error', message: err.message, status: err.status, retryAfter: err.retryAfter });
   });
 
-  return handle;
+  return {
+    /** Stop generating: freeze what we have and ask the server to cancel. */
+    stop() {
+      if (state.done) return;
+      state.finish();
+      if (state.streamUrl) {
+        fetch(state.streamUrl, { method: 'DELETE' }).catch(() => { /* best effort */ });
+      }
+    },
+  };
+}
+
+function parseData(ev) {
+  try { return JSON.parse(ev.data) || {}; } catch { return {}; }
+}
+
+/** Route the EventSource's events to the callbacks (see startAnswer). */
+function listen(state, callbacks) {
+  const { source } = state;
+  const reconnecting = () => {
+    if (!state.reconnecting) { state.reconnecting = true; callbacks.onReconnecting?.(); }
+  };
+  const recovered = () => {
+    if (state.reconnecting) { state.reconnecting = false; callbacks.onReconnected?.(); }
+  };
+  source.addEventListener('open', recovered);
+  source.addEventListener('newToken', (ev) => {
+    if (state.done) return;
+    recovered();
+    const { token } = parseData(ev);
+    if (typeof token === 'string') callbacks.onToken?.(token);
+  });
+  source.addEventListener('end', (ev) => {
+    if (state.done) return;
+    state.finish();
+    callbacks.onEnd?.(parseData(ev));
+  });
+  source.addEventListener('error', (ev) => {
+    if (state.done || leaving) return;
+    if (typeof ev.data === 'string') { // the server's own `error` event
+      const info = parseData(ev);
+      if (info.reconnect === true) {
+        // A server going down gracefully (SIGTERM) says so and closes the
+        // stream; the event has no id, so EventSource keeps its
+        // Last-Event-ID and reconnects by itself, resuming exactly.
+        reconnecting();
+        return;
+      }
+      state.finish();
+      callbacks.onError?.({ code: info.code || 'error', message: info.message || 'The model failed to answer.', serverEvent: true });
+      return;
+    }
+    if (source.readyState === EventSource.CONNECTING) { // the browser retries by itself
+      reconnecting();
+      return;
+    }
+    state.finish(); // CLOSED: the browser gave up (e.g. HTTP error status)
+    callbacks.onError?.({ code: 'connection_lost', message: 'The connection to the server was lost.' });
+  });
 }

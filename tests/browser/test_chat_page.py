@@ -173,7 +173,9 @@ def test_markdown_tables_and_sanitizer(chat: ChatPage) -> None:
       div.append(renderMarkdown(md));
       return div.innerHTML;
     }""")
-    assert "<table>" in html and "<th>lang</th>" in html and "<td>1991</td>" in html
+    # (cells carry dir="auto" and the table sits in a scrolling wrapper)
+    assert re.search(r"<table[^>]*>", html) and re.search(r"<th[^>]*>lang</th>", html)
+    assert re.search(r"<td[^>]*>1991</td>", html) and 'class="table-wrap"' in html
     assert "javascript:" not in re.sub(r"&lt;.*?&gt;", "", html)  # only as escaped text
     assert (
         "<iframe" not in html
@@ -450,7 +452,9 @@ def test_server_side_drop_mid_stream_resumes(page: Page, chat_server) -> None:
         resumed_from = [r.all_headers().get("last-event-id") for r in gets]
         assert len(resumed_from) == 2
         assert resumed_from[0] is None
-        assert resumed_from[1] and 1 <= int(resumed_from[1]) <= 10
+        # Event ids are opaque strings (another branch makes them "<tag>.<seq>"): the
+        # reconnect names one, and the exact text above proves it resumed after it.
+        assert isinstance(resumed_from[1], str) and resumed_from[1]
         assert chat.page.evaluate("window.__sawReconnecting") is True
         expect(chat.last_answer.locator(".msg-note")).to_have_count(0)
 
@@ -601,7 +605,9 @@ def test_composer_keyboard_behaviour(chat: ChatPage) -> None:
 
 def test_autoscroll_follows_unless_the_user_scrolls_up(chat: ChatPage) -> None:
     chat.page.set_viewport_size({"width": 800, "height": 500})
-    chat.set_options(tokens=400, delay_ms=25)
+    # Long enough to still be streaming after the screen is full (~450 numbers)
+    # on a loaded machine; the test stops it at the end.
+    chat.set_options(tokens=1500, delay_ms=25)
     chat.send("fill the screen")
     scroller = chat.page.locator("#scroller")
     chat.page.wait_for_function(
