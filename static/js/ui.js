@@ -16,9 +16,9 @@ export function icon(name) {
   svg.setAttribute('viewBox', '0 0 24 24');
   svg.setAttribute('aria-hidden', 'true');
   svg.classList.add('icon');
-  for (const d of ICONS[name] || []) {
+  for (const pathData of ICONS[name] || []) {
     const path = document.createElementNS(SVG_NS, 'path');
-    path.setAttribute('d', d);
+    path.setAttribute('d', pathData);
     svg.append(path);
   }
   return svg;
