@@ -143,7 +143,7 @@ export class ConversationStore {
 
   /** Write every dirty conversation; true when all of it is stored. */
   async flush() {
-    while (this.writing) await this.writing;
+    while (this.writing) await this.writing.catch(() => {}); // one write at a time; its failure is its own
     if (!this.dirty.size && !this.removed.size) return !this.failed;
     const ids = [...this.dirty];
     const gone = [...this.removed];
