@@ -66,20 +66,22 @@ def test_regenerate_by_keyboard_moves_focus_to_stop_then_to_copy(chat: ChatPage)
 def test_streaming_never_takes_focus_from_a_link_or_copy_button_in_the_answer(
     chat: ChatPage,
 ) -> None:
-    chat.set_options(delay_ms=150)  # the demo's own reply, slowly: it quotes the prompt
-    chat.send("Read [the docs](https://example.com/docs) please")
-    link = chat.last_answer.locator("blockquote a")
-    expect(link).to_be_visible(timeout=WAIT_MS)
-    # The quote is a finished block once the next block has started.
-    expect(chat.last_answer.locator(".md > p")).to_have_count(2, timeout=WAIT_MS)
-    link.focus()
-    link.evaluate("a => { a.dataset.marker = 'link'; }")
-    copy = chat.last_answer.locator(".copy-code")
-    expect(copy).to_be_visible(timeout=WAIT_MS)  # the code block finished while focus stayed
-    assert chat.page.evaluate("document.activeElement.dataset.marker") == "link"
-    copy.focus()
-    copy.evaluate("b => { b.dataset.marker = 'copy'; }")
-    assert chat.last_answer.get_attribute("data-status") == "streaming"
+    # The demo quotes the prompt first, then writes ~180 more pieces: the quote
+    # (with its link and code block) is a finished block while the rest streams.
+    chat.set_options(delay_ms=70)
+    chat.send("Read [the docs](https://example.com/docs)\n\n```python\nprint('hi')\n```")
+    answer = chat.last_answer
+    expect(answer.locator(".md > p")).to_have_count(2, timeout=WAIT_MS)  # quote finished
+    grown = """([n]) => document.querySelector(
+      '#messages li.msg-assistant:last-child .md').textContent.length > n"""
+    for selector, marker in (("blockquote a", "link"), ("blockquote .copy-code", "copy")):
+        control = answer.locator(selector)
+        control.focus()
+        control.evaluate("(el, m) => { el.dataset.marker = m; }", marker)
+        length = answer.locator(".md").evaluate("md => md.textContent.length")
+        chat.page.wait_for_function(grown, arg=[length + 60], timeout=WAIT_MS)  # 60+ chars later
+        assert chat.page.evaluate("document.activeElement.dataset.marker") == marker
+    assert answer.get_attribute("data-status") == "streaming"
     chat.wait_done()
     assert chat.page.evaluate("document.activeElement.dataset.marker") == "copy"
 
