@@ -286,3 +286,47 @@ def test_right_to_left_prompt_answer_title_and_composer(chat: ChatPage) -> None:
     chat.prompt.fill("مرحبا")
     assert chat.prompt.evaluate("t => t.matches(':dir(rtl)')") is True
     expect(bubble).to_have_text(hebrew)
+
+
+def test_open_code_fence_and_open_list_are_the_growing_block(chat: ChatPage) -> None:
+    """A fence or list still open is re-rendered (plain); once closed it is final (highlighted)."""
+    chat.page.evaluate(SETUP)
+    steps = chat.page.evaluate("""() => {
+      const { live, el } = window.__bench;
+      const renderer = new live.LiveMarkdown(el);
+      const seen = [];
+      const look = (label) => seen.push({
+        label,
+        finished: renderer.stats.finishedBlocks,
+        copy: el.querySelectorAll('.copy-code').length,
+        keywords: el.querySelectorAll('.hljs-keyword').length,
+        items: el.querySelectorAll('li').length,
+      });
+      let text = 'Intro.\\n\\n```python\\nimport os\\n';
+      renderer.set(text); renderer.flush(); look('open fence');
+      text += 'import sys\\n';
+      renderer.set(text); renderer.flush(); look('fence grows');
+      text += '```\\n\\n- one\\n';
+      renderer.set(text); renderer.flush(); look('fence closed, list open');
+      text += '- two\\n';
+      renderer.set(text); renderer.flush(); look('list grows');
+      text += '\\nThe end.';
+      renderer.set(text); renderer.flush(); look('list closed');
+      renderer.finish(text); look('answer complete');
+      return seen;
+    }""")
+    by_label = {step["label"]: step for step in steps}
+    assert by_label["open fence"] == {
+        "label": "open fence",
+        "finished": 1,
+        "copy": 0,
+        "keywords": 0,
+        "items": 0,
+    }
+    assert by_label["fence grows"]["finished"] == 1  # still growing: not parsed as final
+    assert by_label["fence grows"]["keywords"] == 0  # and not highlighted yet
+    closed = by_label["fence closed, list open"]
+    assert (closed["finished"], closed["copy"], closed["keywords"]) == (2, 1, 2)
+    assert by_label["list grows"]["finished"] == 2 and by_label["list grows"]["items"] == 2
+    assert by_label["list closed"]["finished"] == 3
+    assert by_label["answer complete"]["finished"] == 4
