@@ -205,3 +205,14 @@ def test_export_then_import_round_trip(page: Page, tmp_path: Path) -> None:
     expect(chat.conversations).to_have_count(1)
     chat.conversations.get_by_role("button", name="keep me", exact=True).click()
     assert chat.last_text() == numbers(3)
+
+
+def test_another_tab_sees_new_conversations(page: Page) -> None:
+    chat = ChatPage(page).open()
+    other = ChatPage(page.context.new_page()).open()
+    chat.set_options(tokens=2, delay_ms=0)
+    chat.send("from tab one")
+    chat.wait_done()
+    expect(other.conversations).to_have_count(1)  # told through a BroadcastChannel
+    expect(other.conversations.first).to_contain_text("from tab one")
+    other.page.close()
