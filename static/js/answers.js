@@ -6,7 +6,7 @@ import { announce } from './ui.js';
 import { statusNote } from './messages.js';
 import { announcement, endOutcome, errorOutcome } from './outcomes.js';
 import { currentModel, refreshAnswer, renderConversation, renderSidebar, updateComposer, updateStats } from './view.js';
-import { follow as followNewest, scrollToBottom } from './scroll.js';
+import { scrollToBottom, stickToBottom } from './scroll.js';
 
 /** The longest answer text read out in full by the live region. */
 const ANNOUNCE_CHARS = 2000;
@@ -27,7 +27,7 @@ export function generate(conv) {
   const msg = { role: 'assistant', content: '', status: 'streaming', model };
   conv.messages.push(msg);
   store.touch(conv);
-  followNewest();
+  stickToBottom();
   follow(conv, msg, { messages, model });
 }
 

@@ -15,7 +15,7 @@ export function scrollToBottom(force = false) {
   els.jump.hidden = stick || atBottom();
 }
 
-export function follow() {
+export function stickToBottom() {
   stick = true;
 }
 
