@@ -25,6 +25,7 @@ from tests.browser.chat import numbers
 from tests.browser.conftest import SERVER_ENV
 from tests.browser.test_chat_page import STREAM_GET
 from tests.browser.test_chat_page import _fulfill_with_first_events
+from tests.support.client import wait_until
 from tests.support.server import GunicornServer
 
 pytestmark = pytest.mark.browser
@@ -77,12 +78,7 @@ def test_a_cut_longer_than_the_grace_ends_server_side_not_stopped(
         count: int = httpx.get(base + "/healthz", timeout=5).json()["running"]
         return count
 
-    page.wait_for_function("() => true")
-    deadline_polls = 200
-    while running() and deadline_polls:  # the server's janitor gives up on the answer
-        page.wait_for_timeout(100)
-        deadline_polls -= 1
-    assert running() == 0
+    wait_until(lambda: running() == 0, timeout=20, interval=0.1)  # the janitor gave up
     assert len(held) == 1
     held[0].continue_()  # the reconnect now reaches the server: it replays the end
 
