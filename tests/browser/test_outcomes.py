@@ -78,7 +78,11 @@ def test_a_cut_longer_than_the_grace_ends_server_side_not_stopped(
         count: int = httpx.get(base + "/healthz", timeout=5).json()["running"]
         return count
 
-    wait_until(lambda: running() == 0, timeout=20, interval=0.1)  # the janitor gave up
+    def gave_up() -> bool:
+        page.wait_for_timeout(50)  # lets Playwright dispatch the held reconnect to its handler
+        return running() == 0 and len(held) == 1
+
+    wait_until(gave_up, timeout=20, interval=0.05)  # the server's janitor gave up on the answer
     assert len(held) == 1
     held[0].continue_()  # the reconnect now reaches the server: it replays the end
 
