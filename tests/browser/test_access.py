@@ -12,8 +12,8 @@ from playwright.sync_api import expect
 
 from tests.browser.chat import ChatPage
 from tests.browser.chat import numbers
+from tests.browser.chat import run_axe
 from tests.browser.conftest import SERVER_ENV
-from tests.browser.test_axe import run_axe
 from tests.support.server import GunicornServer
 
 pytestmark = pytest.mark.browser

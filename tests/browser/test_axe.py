@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import pytest
 from playwright.sync_api import Browser
@@ -23,23 +22,12 @@ from playwright.sync_api import Page
 from playwright.sync_api import Route
 from playwright.sync_api import expect
 
+from tests.browser.chat import STREAM_GET
+from tests.browser.chat import TABLE
 from tests.browser.chat import ChatPage
-from tests.browser.test_chat_page import STREAM_GET
-from tests.browser.test_rendering import TABLE
+from tests.browser.chat import run_axe
 
 pytestmark = pytest.mark.browser
-
-
-def run_axe(page: Page, axe_script: Path) -> list[dict[str, Any]]:
-    page.add_script_tag(path=str(axe_script))
-    result: list[dict[str, Any]] = page.evaluate(
-        """async () => {
-          const r = await axe.run(document, { resultTypes: ['violations'] });
-          return r.violations.map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.length,
-            targets: v.nodes.slice(0, 3).map((n) => n.target.join(' ')) }));
-        }"""
-    )
-    return result
 
 
 def build_conversation(page: Page) -> ChatPage:

@@ -22,8 +22,10 @@ from playwright.sync_api import Route
 from playwright.sync_api import expect
 
 from tests.browser.chat import SAVED_STATE_JS
+from tests.browser.chat import STREAM_GET
 from tests.browser.chat import WAIT_MS
 from tests.browser.chat import ChatPage
+from tests.browser.chat import fulfill_with_first_events
 from tests.browser.chat import is_stream_post
 from tests.browser.chat import is_stream_post_response
 from tests.browser.chat import numbers
@@ -336,36 +338,6 @@ def _record_stream_gets(chat: ChatPage) -> list[PwRequest]:
     return gets
 
 
-STREAM_GET = re.compile(r".*/api/streaming/[^/]+$")
-
-
-def _fulfill_with_first_events(
-    route: Route, base_url: str, count: int, served: list[str], tail: str = ""
-) -> None:
-    """Answer a stream GET with the server's own first ``count`` events, then ``tail``.
-
-    The response then ends, as a dropped (or restarting) connection would;
-    ``served`` collects the ids that went out.
-    """
-    frames = ["retry: 200\n\n"]
-    with (
-        httpx.Client(base_url=base_url, timeout=20) as client,
-        connect_sse(client, "GET", route.request.url) as source,
-    ):
-        for event in source.iter_sse():
-            if not event.data:  # the leading `retry:` field, not an event
-                continue
-            frames.append(f"id: {event.id}\nevent: {event.event}\ndata: {event.data}\n\n")
-            served.append(event.id)
-            if len(served) == count:
-                break
-    route.fulfill(
-        status=200,
-        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"},
-        body="".join(frames) + tail,
-    )
-
-
 def test_cut_connection_resumes_after_last_event_id(chat: ChatPage, base_url: str) -> None:
     """The first connection ends after 10 events; the rest comes from the server.
 
@@ -381,7 +353,7 @@ def test_cut_connection_resumes_after_last_event_id(chat: ChatPage, base_url: st
         if forwarded:
             route.continue_()  # reconnects go to the server untouched
             return
-        _fulfill_with_first_events(route, base_url, 10, forwarded)
+        fulfill_with_first_events(route, base_url, 10, forwarded)
 
     _watch_reconnecting(chat)
     chat.page.route(STREAM_GET, cut_after_ten)
@@ -415,7 +387,7 @@ def test_graceful_restart_notice_reconnects_and_resumes(chat: ChatPage, base_url
         if served:
             route.continue_()
             return
-        _fulfill_with_first_events(route, base_url, 8, served, tail=RECONNECT.decode())
+        fulfill_with_first_events(route, base_url, 8, served, tail=RECONNECT.decode())
 
     _watch_reconnecting(chat)
     chat.page.route(STREAM_GET, restart_after_eight)

@@ -9,8 +9,8 @@ from playwright.sync_api import expect
 
 from tests.browser.chat import WAIT_MS
 from tests.browser.chat import ChatPage
-from tests.browser.test_storage import conversations
-from tests.browser.test_storage import import_conversations
+from tests.browser.chat import conversations
+from tests.browser.chat import import_conversations
 
 pytestmark = pytest.mark.browser
 
@@ -125,6 +125,7 @@ def test_messages_are_labelled_regions_and_an_error_is_announced_once(chat: Chat
     chat.wait_done()
     expect(chat.page.get_by_role("article", name="You")).to_have_count(1)
     expect(chat.page.get_by_role("article", name="Assistant")).to_have_count(1)
+    expect(chat.announcer).to_contain_text("Answer complete.")  # said before we listen
 
     chat.page.evaluate("""() => {
       window.__announcements = [];

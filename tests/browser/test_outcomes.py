@@ -18,13 +18,13 @@ from playwright.sync_api import Page
 from playwright.sync_api import Route
 from playwright.sync_api import expect
 
+from tests.browser.chat import STREAM_GET
 from tests.browser.chat import WAIT_MS
 from tests.browser.chat import ChatPage
+from tests.browser.chat import fulfill_with_first_events
 from tests.browser.chat import is_stream_post
 from tests.browser.chat import numbers
 from tests.browser.conftest import SERVER_ENV
-from tests.browser.test_chat_page import STREAM_GET
-from tests.browser.test_chat_page import _fulfill_with_first_events
 from tests.support.client import wait_until
 from tests.support.server import GunicornServer
 
@@ -58,7 +58,7 @@ def test_a_cut_longer_than_the_grace_ends_server_side_not_stopped(
 
     def cut_then_hold(route: Route) -> None:
         if not served:
-            _fulfill_with_first_events(route, base, 5, served)  # then the connection ends
+            fulfill_with_first_events(route, base, 5, served)  # then the connection ends
         else:
             held.append(route)  # the reconnect waits here: no reader reaches the server
 

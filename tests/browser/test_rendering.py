@@ -19,6 +19,7 @@ import pytest
 from playwright.sync_api import Page
 from playwright.sync_api import expect
 
+from tests.browser.chat import TABLE
 from tests.browser.chat import ChatPage
 
 pytestmark = pytest.mark.browser
@@ -211,17 +212,6 @@ def test_long_answer_long_task_share_and_typing(chat: ChatPage) -> None:
             f"({len(keys)} keys)"
         )
         assert run["chars"] > 50_000
-
-
-#: An 8-column table in the prompt; the demo model quotes the prompt back.
-TABLE = "\n".join(
-    [
-        "| Language | Paradigm | Typing | Released | Creator | Runtime | Package manager | Notes |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-        "| Python | multi-paradigm | dynamic | 1991 | Guido van Rossum | CPython | pip | many |",
-        "| JavaScript | multi-paradigm | dynamic | 1995 | Brendan Eich | V8 | npm | everywhere |",
-    ]
-)
 
 
 def test_eight_column_table_scrolls_sideways_at_390px_with_whole_words(

@@ -19,27 +19,11 @@ from playwright.sync_api import expect
 
 from tests.browser.chat import WAIT_MS
 from tests.browser.chat import ChatPage
+from tests.browser.chat import conversations
+from tests.browser.chat import import_conversations
 from tests.browser.chat import numbers
 
 pytestmark = pytest.mark.browser
-
-
-def conversations(count: int, prefix: str = "old") -> list[dict[str, Any]]:
-    """``count`` saved conversations in the page's record format, oldest first."""
-    return [
-        {
-            "id": f"{prefix}-{i}",
-            "title": f"{prefix} chat {i}",
-            "model": "demo",
-            "createdAt": 1_700_000_000_000 + i,
-            "updatedAt": 1_700_000_000_000 + i,
-            "messages": [
-                {"role": "user", "content": f"{prefix} question {i}"},
-                {"role": "assistant", "content": f"answer {i} " + "x" * 2000, "status": "done"},
-            ],
-        }
-        for i in range(count)
-    ]
 
 
 def seed_legacy(page: Page, base_url: str, convs: list[dict[str, Any]]) -> None:
@@ -104,19 +88,6 @@ REFUSE_WRITES = """(() => {
     return put.apply(this, args);
   };
 })()"""
-
-
-def import_conversations(page: Page, convs: list[dict[str, Any]]) -> None:
-    """Import through the sidebar's file input, as a user would with an export file."""
-    page.locator("#import-file").set_input_files(
-        files=[
-            {
-                "name": "chats.json",
-                "mimeType": "application/json",
-                "buffer": json.dumps({"conversations": convs}).encode(),
-            }
-        ]
-    )
 
 
 def test_refused_write_deletes_nothing_tells_the_user_and_keeps_the_answer(
