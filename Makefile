@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: serve dev test test-unit check bench system-deps clean
+.PHONY: serve dev test test-unit check check-js bench system-deps clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,16 +26,25 @@ system-deps:
 	./scripts/install-system-deps.sh
 
 ## The whole test suite: unit, live gunicorn, Redis, nginx, browser.
-test: $(VENV)/.installed system-deps
+test: $(VENV)/.installed system-deps tests/browser/node_modules/.package-lock.json
 	$(PY) -m pytest
+
+## Test-only npm packages (axe-core) for the browser suite, from its lock file.
+tests/browser/node_modules/.package-lock.json: tests/browser/package.json tests/browser/package-lock.json
+	cd tests/browser && npm ci --no-audit --no-fund --silent
 
 test-unit: $(VENV)/.installed
 	$(PY) -m pytest tests/unit
 
-check: $(VENV)/.installed
+check: $(VENV)/.installed check-js
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+## Syntax-check the page's ES modules (Node parses them; nothing is run).
+check-js:
+	@for f in static/js/*.js; do node --experimental-default-type=module --check $$f || exit 1; done
+	@echo "static/js: $$(ls static/js/*.js | wc -l) modules parse"
 
 clean:
 	rm -rf $(VENV) test-artifacts .pytest_cache .mypy_cache .ruff_cache

@@ -20,7 +20,7 @@ npm ci --no-audit --no-fund --silent
 nm="$pkgdir/node_modules"
 
 rm -rf "$out"
-mkdir -p "$out/marked" "$out/dompurify" "$out/highlight.js"
+mkdir -p "$out/marked" "$out/dompurify" "$out/highlight.js" "$out/idb-keyval"
 
 # .mjs is renamed to .js so every server maps it to a JavaScript MIME type
 # (module scripts are refused under any other type).
@@ -30,9 +30,13 @@ cp "$nm/dompurify/dist/purify.es.mjs" "$out/dompurify/purify.es.js"
 cp "$nm/dompurify/LICENSE" "$nm/dompurify/LICENSE-MPL" "$out/dompurify/"
 hl="$nm/@highlightjs/cdn-assets"
 cp "$hl/es/highlight.min.js" "$out/highlight.js/highlight.min.js"
-cp "$hl/styles/github.min.css" "$out/highlight.js/github.min.css"
-cp "$hl/styles/github-dark.min.css" "$out/highlight.js/github-dark.min.css"
+# The a11y themes: every token colour meets WCAG AA (4.5:1) on its background,
+# which github/github-dark do not (a 4.3:1 colour in light).
+cp "$hl/styles/a11y-light.min.css" "$out/highlight.js/a11y-light.min.css"
+cp "$hl/styles/a11y-dark.min.css" "$out/highlight.js/a11y-dark.min.css"
 cp "$hl/LICENSE" "$out/highlight.js/LICENSE"
+cp "$nm/idb-keyval/dist/index.js" "$out/idb-keyval/idb-keyval.js"
+cp "$nm/idb-keyval/LICENCE" "$out/idb-keyval/LICENCE"
 
 # Source maps are referenced by the copied files but not vendored; strip the
 # comments so browsers don't request missing files.
@@ -49,7 +53,8 @@ field() { node -p "require('$nm/$1/package.json').$2"; }
   echo "| --- | --- | --- | --- |"
   echo "| marked | $(field marked version) | $(field marked license) | marked/marked.esm.js (lib/marked.esm.js), marked/LICENSE |"
   echo "| dompurify | $(field dompurify version) | $(field dompurify license) | dompurify/purify.es.js (dist/purify.es.mjs), dompurify/LICENSE (Apache-2.0), dompurify/LICENSE-MPL |"
-  echo "| @highlightjs/cdn-assets (highlight.js browser build) | $(field @highlightjs/cdn-assets version) | $(field @highlightjs/cdn-assets license) | highlight.js/highlight.min.js (es/highlight.min.js, common languages), highlight.js/github.min.css, highlight.js/github-dark.min.css, highlight.js/LICENSE |"
+  echo "| @highlightjs/cdn-assets (highlight.js browser build) | $(field @highlightjs/cdn-assets version) | $(field @highlightjs/cdn-assets license) | highlight.js/highlight.min.js (es/highlight.min.js, common languages), highlight.js/a11y-light.min.css, highlight.js/a11y-dark.min.css, highlight.js/LICENSE |"
+  echo "| idb-keyval | $(field idb-keyval version) | $(field idb-keyval license) | idb-keyval/idb-keyval.js (dist/index.js), idb-keyval/LICENCE |"
 } > "$out/README.md"
 
 echo "vendored into $out:"

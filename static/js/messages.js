@@ -1,30 +1,35 @@
 // DOM builders for messages and the conversation list (no state, no network).
 //
 // Every piece of text goes in with textContent; only the markdown renderer
-// (markdown.js) produces HTML, and it sanitizes what it produces.
+// (markdown.js) produces HTML, and it sanitizes what it produces. Each message is
+// one <article> labelled by its (visually hidden) heading; text the user or the
+// model wrote gets dir="auto", so Hebrew or Arabic runs right-to-left.
 import { icon } from './ui.js';
+import { noteText } from './outcomes.js';
 
 export function button(label, action, iconName, extraClass = '') {
-  const b = document.createElement('button');
-  b.type = 'button';
-  b.className = `act ${extraClass}`.trim();
-  b.dataset.action = action;
-  if (iconName) b.append(icon(iconName));
+  const btn = document.createElement('button');
+  btn.type = 'button';
+  btn.className = `act ${extraClass}`.trim();
+  btn.dataset.action = action;
+  if (iconName) btn.append(icon(iconName));
   const span = document.createElement('span');
   span.textContent = label;
-  b.append(span);
-  return b;
+  btn.append(span);
+  return btn;
 }
 
+/** The note under an answer: how it ended, an error with Retry, or "Reconnecting". */
 export function statusNote(msg) {
   const note = document.createElement('div');
   note.className = 'msg-note';
-  if (msg.status === 'stopped') note.textContent = 'Stopped';
-  else if (msg.status === 'length') note.textContent = 'Cut off: the answer reached its length limit';
-  else if (msg.status === 'interrupted') note.textContent = 'Interrupted: this answer could not be resumed';
-  else if (msg.status === 'error') {
+  const words = noteText(msg);
+  if (words) {
+    note.textContent = words;
+    if (msg.status === 'ended') note.classList.add('is-ended');
+  } else if (msg.status === 'error') {
+    // Not role=alert: the error is announced once, through the page's status region.
     note.classList.add('is-error');
-    note.setAttribute('role', 'alert');
     const text = document.createElement('span');
     text.textContent = (msg.error && msg.error.message) || 'Something went wrong.';
     note.append(icon('alert'), text);
@@ -37,9 +42,9 @@ export function statusNote(msg) {
     } else note.append(button('Retry', 'retry', 'retry', 'act-retry'));
   } else if (msg.reconnecting) {
     note.classList.add('is-reconnecting');
-    note.append(document.createElement('span'));
-    note.lastChild.className = 'spinner';
-    note.append(document.createTextNode('Reconnecting…'));
+    const spinner = document.createElement('span');
+    spinner.className = 'spinner';
+    note.append(spinner, document.createTextNode('Reconnecting…'));
   } else return null;
   note.dataset.kind = msg.reconnecting ? 'reconnecting' : msg.status;
   return note;
@@ -50,74 +55,94 @@ export function lastIndex(conv, role) {
   return -1;
 }
 
-export function messageEl(conv, msg, i, busy) {
+function heading(text, id) {
+  const label = document.createElement('h2');
+  label.className = 'visually-hidden';
+  label.id = id;
+  label.textContent = text;
+  return label;
+}
+
+/** One message: <li> (list item, state in data-*) > <article> labelled by its heading. */
+export function messageEl(conv, msg, index, busy) {
   const li = document.createElement('li');
   li.className = `msg msg-${msg.role}`;
-  li.dataset.index = String(i);
-  const streaming = msg.status === 'streaming';
-  const isLastUser = i === lastIndex(conv, 'user');
+  li.dataset.index = String(index);
+  const article = document.createElement('article');
+  article.className = 'msg-box';
+  const headingId = `msg-${index}-label`;
+  article.setAttribute('aria-labelledby', headingId);
+  li.append(article);
   if (msg.role === 'user') {
-    const label = document.createElement('h3');
-    label.className = 'visually-hidden';
-    label.textContent = 'You';
     const bubble = document.createElement('div');
     bubble.className = 'bubble';
+    bubble.dir = 'auto';
     bubble.textContent = msg.content; // user text is always text, never markup
-    li.append(label, bubble);
-    if (isLastUser && !busy) {
+    article.append(heading('You', headingId), bubble);
+    if (index === lastIndex(conv, 'user') && !busy) {
       const actions = document.createElement('div');
       actions.className = 'msg-actions';
       actions.append(button('Edit', 'edit', 'edit'));
-      li.append(actions);
+      article.append(actions);
     }
     return li;
   }
-  li.dataset.status = msg.status || 'done';
   const avatar = document.createElement('div');
   avatar.className = 'avatar';
   avatar.setAttribute('aria-hidden', 'true');
   const body = document.createElement('div');
   body.className = 'msg-body';
-  const label = document.createElement('h3');
-  label.className = 'visually-hidden';
-  label.textContent = 'Assistant';
   const md = document.createElement('div');
   md.className = 'md';
-  body.append(label, md);
-  if (streaming) li.setAttribute('aria-busy', 'true');
-  if (!msg.content && streaming) md.append(typingDots());
-  const note = statusNote(msg);
-  if (note) body.append(note);
-  if (!streaming) {
-    const actions = document.createElement('div');
-    actions.className = 'msg-actions';
-    if (msg.content) actions.append(button('Copy', 'copy', 'copy'));
-    if (i === conv.messages.length - 1 && msg.status !== 'error') actions.append(button('Regenerate', 'regenerate', 'retry'));
-    if (msg.stats && msg.stats.ttftMs != null) {
-      const s = document.createElement('span');
-      s.className = 'msg-meta';
-      s.textContent = formatStats(msg.stats);
-      actions.append(s);
-    }
-    if (actions.childElementCount) body.append(actions);
-  }
-  li.append(avatar, body);
+  md.dir = 'auto';
+  body.append(heading('Assistant', headingId), md);
+  if (!msg.content && msg.status === 'streaming') md.append(typingDots());
+  article.append(avatar, body);
+  updateAnswerChrome(li, conv, msg, index);
   return li;
 }
 
-function typingDots() {
-  const d = document.createElement('span');
-  d.className = 'typing';
-  d.setAttribute('role', 'img');
-  d.setAttribute('aria-label', 'Assistant is writing');
-  d.append(document.createElement('i'), document.createElement('i'), document.createElement('i'));
-  return d;
+/**
+ * Bring an answer's state, note and actions up to date without touching its
+ * rendered markdown (so focus and finished blocks inside it stay as they are).
+ */
+export function updateAnswerChrome(li, conv, msg, index) {
+  const streaming = msg.status === 'streaming';
+  li.dataset.status = msg.status || 'done';
+  if (streaming) li.setAttribute('aria-busy', 'true');
+  else li.removeAttribute('aria-busy');
+  const body = li.querySelector('.msg-body');
+  body.querySelector(':scope > .msg-note')?.remove();
+  body.querySelector(':scope > .msg-actions')?.remove();
+  const note = statusNote(msg);
+  if (note) body.append(note);
+  if (streaming) return;
+  const actions = document.createElement('div');
+  actions.className = 'msg-actions';
+  if (msg.content) actions.append(button('Copy', 'copy', 'copy'));
+  if (index === conv.messages.length - 1 && msg.status !== 'error') actions.append(button('Regenerate', 'regenerate', 'retry'));
+  if (msg.stats && msg.stats.ttftMs != null) {
+    const meta = document.createElement('span');
+    meta.className = 'msg-meta';
+    meta.textContent = formatStats(msg.stats);
+    actions.append(meta);
+  }
+  if (actions.childElementCount) body.append(actions);
 }
 
-export function formatStats(s) {
+function typingDots() {
+  const dots = document.createElement('span');
+  dots.className = 'typing';
+  dots.setAttribute('role', 'img');
+  dots.setAttribute('aria-label', 'Assistant is writing');
+  dots.append(document.createElement('i'), document.createElement('i'), document.createElement('i'));
+  return dots;
+}
+
+export function formatStats(stats) {
   const parts = [];
-  if (s.ttftMs != null) parts.push(`first token ${Math.round(s.ttftMs)} ms`);
-  if (s.tps != null) parts.push(`${s.tps.toFixed(1)} tok/s`);
+  if (stats.ttftMs != null) parts.push(`first token ${Math.round(stats.ttftMs)} ms`);
+  if (stats.tps != null) parts.push(`${stats.tps.toFixed(1)} tok/s`);
   return parts.join(' · ');
 }
 
@@ -125,21 +150,23 @@ export function formatStats(s) {
 export function editForm(text) {
   const form = document.createElement('form');
   form.className = 'edit-form';
+  form.setAttribute('aria-label', 'Edit message');
   const label = document.createElement('label');
   label.className = 'visually-hidden';
   label.textContent = 'Edit message';
-  const ta = document.createElement('textarea');
-  ta.value = text;
-  ta.rows = 1;
-  label.htmlFor = ta.id = 'edit-box';
+  const box = document.createElement('textarea');
+  box.value = text;
+  box.rows = 1;
+  box.dir = 'auto';
+  label.htmlFor = box.id = 'edit-box';
   const row = document.createElement('div');
   row.className = 'edit-actions';
   const cancel = button('Cancel', 'cancel-edit');
   const save = button('Send', 'save-edit', null, 'act-primary');
   save.type = 'submit';
   row.append(cancel, save);
-  form.append(label, ta, row);
-  return { form, ta, cancel, save };
+  form.append(label, box, row);
+  return { form, box, cancel, save };
 }
 
 /** One entry of the conversation list: open it, or delete it. */
@@ -151,6 +178,7 @@ export function conversationItem(conv, active, busy) {
   open.type = 'button';
   open.className = 'conv-open';
   open.dataset.action = 'open';
+  open.dir = 'auto';
   open.textContent = conv.title;
   open.title = conv.title;
   if (active) open.setAttribute('aria-current', 'page');

@@ -65,90 +65,91 @@ async function postPrompt(apiUrl, messages, model) {
  * Start one answer, or follow one already started (pass `streamUrl`: the server
  * replays a stream from its start to a reader without Last-Event-ID).
  * Callbacks: onStart({id, streamUrl}), onToken(token), onEnd({finish_reason,
- * usage}), onError({code, message, retryAfter?}), onReconnecting(), onReconnected().
- * Returns a handle with stop() (close + DELETE) and close().
+ * usage, reason?}), onError({code, message, status?, retryAfter?, serverEvent?}) - `serverEvent`:
+ * the server's own `error` event -, onReconnecting(), onReconnected().
+ * Returns a handle with stop() (close + DELETE). Event ids are the browser's
+ * business (Last-Event-ID): the page never reads them, so any opaque string works.
  */
-export function startAnswer({ apiUrl, messages, model, streamUrl: existing, ...cb }) {
-  let es = null;
-  let streamUrl = null;
-  let done = false;
-  let reconnecting = false;
-
-  const finish = () => {
-    done = true;
-    if (es) es.close();
+export function startAnswer({ apiUrl, messages, model, streamUrl: existing, ...callbacks }) {
+  const state = { source: null, streamUrl: null, done: false, reconnecting: false };
+  state.finish = () => {
+    state.done = true;
+    if (state.source) state.source.close();
   };
-
-  const handle = {
-    get streamUrl() { return streamUrl; },
-    close: finish,
-    /** Stop generating: freeze what we have and ask the server to cancel. */
-    stop() {
-      if (done) return;
-      finish();
-      if (streamUrl) {
-        fetch(streamUrl, { method: 'DELETE' }).catch(() => { /* best effort */ });
-      }
-    },
-  };
-
   const started = existing ? Promise.resolve({ id: null, stream_url: existing })
     : postPrompt(apiUrl, messages, model);
   started.then((data) => {
-    if (done) { // stopped while the POST was in flight
+    if (state.done) { // stopped while the POST was in flight
       fetch(data.stream_url, { method: 'DELETE' }).catch(() => {});
       return;
     }
-    streamUrl = new URL(data.stream_url, window.location.href).href;
-    cb.onStart?.({ id: data.id, streamUrl });
-    es = new EventSource(streamUrl);
-
-    const recovered = () => {
-      if (reconnecting) { reconnecting = false; cb.onReconnected?.(); }
-    };
-    es.addEventListener('open', recovered);
-    es.addEventListener('newToken', (ev) => {
-      if (done) return;
-      recovered();
-      let token;
-      try { token = JSON.parse(ev.data).token; } catch { return; }
-      if (typeof token === 'string') cb.onToken?.(token);
-    });
-    es.addEventListener('end', (ev) => {
-      if (done) return;
-      let info = {};
-      try { info = JSON.parse(ev.data) || {}; } catch { /* keep defaults */ }
-      finish();
-      cb.onEnd?.(info);
-    });
-    es.addEventListener('error', (ev) => {
-      if (done || leaving) return;
-      if (typeof ev.data === 'string') { // the server's own `error` event
-        let info = {};
-        try { info = JSON.parse(ev.data) || {}; } catch { /* keep defaults */ }
-        if (info.reconnect === true) {
-          // A server going down gracefully (SIGTERM) says so and closes the
-          // stream; the event has no id, so EventSource keeps its
-          // Last-Event-ID and reconnects by itself, resuming exactly.
-          if (!reconnecting) { reconnecting = true; cb.onReconnecting?.(); }
-          return;
-        }
-        finish();
-        cb.onError?.({ code: info.code || 'error', message: info.message || 'The model failed to answer.' });
-        return;
-      }
-      if (es.readyState === EventSource.CONNECTING) { // browser retries by itself
-        if (!reconnecting) { reconnecting = true; cb.onReconnecting?.(); }
-        return;
-      }
-      finish(); // CLOSED: the browser gave up (e.g. HTTP error status)
-      cb.onError?.({ code: 'connection_lost', message: 'The connection to the server was lost.' });
-    });
+    state.streamUrl = new URL(data.stream_url, window.location.href).href;
+    callbacks.onStart?.({ id: data.id, streamUrl: state.streamUrl });
+    state.source = new EventSource(state.streamUrl);
+    listen(state, callbacks);
   }, (err) => {
-    if (done || leaving) return;
-    finish();
-    cb.onError?.({ code: err.code || 'error', message: err.message, status: err.status, retryAfter: err.retryAfter });
+    if (state.done || leaving) return;
+    state.finish();
+    callbacks.onError?.({ code: err.code || 'error', message: err.message, status: err.status, retryAfter: err.retryAfter });
   });
 
-  return handle;
+  return {
+    /** Stop generating: freeze what we have and ask the server to cancel. */
+    stop() {
+      if (state.done) return;
+      state.finish();
+      if (state.streamUrl) {
+        fetch(state.streamUrl, { method: 'DELETE' }).catch(() => { /* best effort */ });
+      }
+    },
+  };
+}
+
+function parseData(ev) {
+  try { return JSON.parse(ev.data) || {}; } catch { return {}; }
+}
+
+/** Route the EventSource's events to the callbacks (see startAnswer). */
+function listen(state, callbacks) {
+  const { source } = state;
+  const reconnecting = () => {
+    if (!state.reconnecting) { state.reconnecting = true; callbacks.onReconnecting?.(); }
+  };
+  const recovered = () => {
+    if (state.reconnecting) { state.reconnecting = false; callbacks.onReconnected?.(); }
+  };
+  source.addEventListener('open', recovered);
+  source.addEventListener('newToken', (ev) => {
+    if (state.done) return;
+    recovered();
+    const { token } = parseData(ev);
+    if (typeof token === 'string') callbacks.onToken?.(token);
+  });
+  source.addEventListener('end', (ev) => {
+    if (state.done) return;
+    state.finish();
+    callbacks.onEnd?.(parseData(ev));
+  });
+  source.addEventListener('error', (ev) => {
+    if (state.done || leaving) return;
+    if (typeof ev.data === 'string') { // the server's own `error` event
+      const info = parseData(ev);
+      if (info.reconnect === true) {
+        // A server going down gracefully (SIGTERM) says so and closes the
+        // stream; the event has no id, so EventSource keeps its
+        // Last-Event-ID and reconnects by itself, resuming exactly.
+        reconnecting();
+        return;
+      }
+      state.finish();
+      callbacks.onError?.({ code: info.code || 'error', message: info.message || 'The model failed to answer.', serverEvent: true });
+      return;
+    }
+    if (source.readyState === EventSource.CONNECTING) { // the browser retries by itself
+      reconnecting();
+      return;
+    }
+    state.finish(); // CLOSED: the browser gave up (e.g. HTTP error status)
+    callbacks.onError?.({ code: 'connection_lost', message: 'The connection to the server was lost.' });
+  });
 }

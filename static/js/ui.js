@@ -16,9 +16,9 @@ export function icon(name) {
   svg.setAttribute('viewBox', '0 0 24 24');
   svg.setAttribute('aria-hidden', 'true');
   svg.classList.add('icon');
-  for (const d of ICONS[name] || []) {
+  for (const pathData of ICONS[name] || []) {
     const path = document.createElementNS(SVG_NS, 'path');
-    path.setAttribute('d', d);
+    path.setAttribute('d', pathData);
     svg.append(path);
   }
   return svg;
@@ -38,10 +38,18 @@ export function announce(text) {
   announceTimer = setTimeout(() => { region.textContent = text; }, 60);
 }
 
-/** Grow a textarea with its text, up to its CSS max-height. */
-export function autosize(ta) {
-  ta.style.height = 'auto';
-  ta.style.height = `${ta.scrollHeight + (ta.offsetHeight - ta.clientHeight)}px`;
+/** Browsers that size a textarea to its text in CSS (app.css `field-sizing`). */
+const CSS_SIZING = typeof CSS !== 'undefined' && CSS.supports('field-sizing', 'content');
+
+/**
+ * Grow a textarea with its text, up to its CSS max-height. Where CSS does it
+ * (field-sizing), nothing to do: the JS way forces a synchronous layout of the
+ * whole page on every key, which costs a lot next to a long answer.
+ */
+export function autosize(area) {
+  if (CSS_SIZING) return;
+  area.style.height = 'auto';
+  area.style.height = `${area.scrollHeight + (area.offsetHeight - area.clientHeight)}px`;
 }
 
 /** Copy text to the clipboard; true on success. */

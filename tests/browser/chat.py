@@ -1,13 +1,19 @@
-"""A small page object for the chat page, shared by the browser tests."""
+"""A small page object for the chat page, and the helpers the browser tests share."""
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
 from typing import Any
 
+import httpx
+from httpx_sse import connect_sse
 from playwright.sync_api import Locator
 from playwright.sync_api import Page
 from playwright.sync_api import Request
 from playwright.sync_api import Response
+from playwright.sync_api import Route
 from playwright.sync_api import expect
 
 #: Playwright waits (ms): generous, since they only bound a failing test.
@@ -91,7 +97,111 @@ class ChatPage:
         return self.shown_numbers()
 
     def saved_state(self) -> dict[str, Any]:
-        state: dict[str, Any] = self.page.evaluate(
-            "() => JSON.parse(localStorage.getItem('chatstream.conversations.v1') || 'null')"
-        )
+        """What the page stored in IndexedDB: ``activeId`` and ``conversations`` (newest first)."""
+        state: dict[str, Any] = self.page.evaluate(SAVED_STATE_JS)
         return state
+
+
+#: Read the page's IndexedDB records directly (not through the page's code).
+SAVED_STATE_JS = """async () => {
+  const db = await new Promise((ok, fail) => {
+    const req = indexedDB.open('chatstream');
+    req.onsuccess = () => ok(req.result);
+    req.onerror = () => fail(req.error);
+  });
+  let conversations = [];
+  if (db.objectStoreNames.contains('conversations')) {
+    conversations = await new Promise((ok, fail) => {
+      const req = db.transaction('conversations').objectStore('conversations').getAll();
+      req.onsuccess = () => ok(req.result);
+      req.onerror = () => fail(req.error);
+    });
+  }
+  db.close();
+  conversations.sort((a, b) => b.updatedAt - a.updatedAt);
+  return { activeId: localStorage.getItem('chatstream.active'), conversations };
+}"""
+
+
+STREAM_GET = re.compile(r".*/api/streaming/[^/]+$")
+
+
+def fulfill_with_first_events(
+    route: Route, base_url: str, count: int, served: list[str], tail: str = ""
+) -> None:
+    """Answer a stream GET with the server's own first ``count`` events, then ``tail``.
+
+    The response then ends, as a dropped (or restarting) connection would;
+    ``served`` collects the ids that went out.
+    """
+    frames = ["retry: 200\n\n"]
+    with (
+        httpx.Client(base_url=base_url, timeout=20) as client,
+        connect_sse(client, "GET", route.request.url) as source,
+    ):
+        for event in source.iter_sse():
+            if not event.data:  # the leading `retry:` field, not an event
+                continue
+            frames.append(f"id: {event.id}\nevent: {event.event}\ndata: {event.data}\n\n")
+            served.append(event.id)
+            if len(served) == count:
+                break
+    route.fulfill(
+        status=200,
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"},
+        body="".join(frames) + tail,
+    )
+
+
+def conversations(count: int, prefix: str = "old") -> list[dict[str, Any]]:
+    """``count`` saved conversations in the page's record format, oldest first."""
+    return [
+        {
+            "id": f"{prefix}-{i}",
+            "title": f"{prefix} chat {i}",
+            "model": "demo",
+            "createdAt": 1_700_000_000_000 + i,
+            "updatedAt": 1_700_000_000_000 + i,
+            "messages": [
+                {"role": "user", "content": f"{prefix} question {i}"},
+                {"role": "assistant", "content": f"answer {i} " + "x" * 2000, "status": "done"},
+            ],
+        }
+        for i in range(count)
+    ]
+
+
+def import_conversations(page: Page, convs: list[dict[str, Any]]) -> None:
+    """Import through the sidebar's file input, as a user would with an export file."""
+    page.locator("#import-file").set_input_files(
+        files=[
+            {
+                "name": "chats.json",
+                "mimeType": "application/json",
+                "buffer": json.dumps({"conversations": convs}).encode(),
+            }
+        ]
+    )
+
+
+#: An 8-column table in the prompt; the demo model quotes the prompt back.
+TABLE = "\n".join(
+    [
+        "| Language | Paradigm | Typing | Released | Creator | Runtime | Package manager | Notes |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| Python | multi-paradigm | dynamic | 1991 | Guido van Rossum | CPython | pip | many |",
+        "| JavaScript | multi-paradigm | dynamic | 1995 | Brendan Eich | V8 | npm | everywhere |",
+    ]
+)
+
+
+def run_axe(page: Page, axe_script: Path) -> list[dict[str, Any]]:
+    page.add_script_tag(path=str(axe_script))
+    result: list[dict[str, Any]] = page.evaluate(
+        """async () => {
+          const r = await axe.run(document, { resultTypes: ['violations'] });
+          return r.violations.map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.length,
+            targets: v.nodes.slice(0, 3).map((n) => n.target.join(' ')) }));
+        }"""
+    )
+    return result

@@ -92,3 +92,12 @@ def browser_context_args(browser_context_args: dict[str, Any], base_url: str) ->
 def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def axe_script() -> Path:
+    """axe-core from tests/browser/node_modules (``make test`` runs ``npm ci`` there)."""
+    path = Path(__file__).parent / "node_modules" / "axe-core" / "axe.min.js"
+    if not path.exists():
+        pytest.fail("axe-core is not installed: cd tests/browser && npm ci")
+    return path

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from playwright.sync_api import Browser
 from playwright.sync_api import Page
 from playwright.sync_api import expect
 
 from tests.browser.chat import ChatPage
 from tests.browser.chat import numbers
+from tests.browser.chat import run_axe
 from tests.browser.conftest import SERVER_ENV
 from tests.support.server import GunicornServer
 
@@ -45,3 +48,21 @@ def test_log_in_chat_and_log_out(page: Page, locked_server: GunicornServer) -> N
     expect(page.get_by_label("Access password")).to_be_visible()
     page.goto(locked_server.url + "/")
     expect(page.get_by_label("Access password")).to_be_visible()
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_login_page_has_no_axe_violations(
+    browser: Browser, locked_server: GunicornServer, axe_script: Path, scheme: str
+) -> None:
+    context = browser.new_context(bypass_csp=True, color_scheme=scheme)
+    try:
+        page = context.new_page()
+        page.goto(locked_server.url + "/")
+        page.get_by_label("Access password").fill("wrong")
+        page.get_by_label("Access password").press("Enter")  # the error state too
+        expect(page.get_by_role("alert")).to_be_visible()
+        violations = run_axe(page, axe_script)
+        print(f"\naxe login {scheme}: {[(v['impact'], v['id']) for v in violations]}")
+        assert violations == []
+    finally:
+        context.close()

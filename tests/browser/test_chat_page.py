@@ -21,8 +21,11 @@ from playwright.sync_api import Request as PwRequest
 from playwright.sync_api import Route
 from playwright.sync_api import expect
 
+from tests.browser.chat import SAVED_STATE_JS
+from tests.browser.chat import STREAM_GET
 from tests.browser.chat import WAIT_MS
 from tests.browser.chat import ChatPage
+from tests.browser.chat import fulfill_with_first_events
 from tests.browser.chat import is_stream_post
 from tests.browser.chat import is_stream_post_response
 from tests.browser.chat import numbers
@@ -71,9 +74,10 @@ def test_answer_grows_while_streaming_and_ends_with_the_full_reply(
     expect(chat.stop_button).to_be_hidden()
     expect(chat.stats).to_contain_text("first token")
     expect(chat.stats).to_contain_text("tok/s")
-    expect(chat.announcer).to_have_text("Answer complete.")
+    # Once, when complete: how it ended, then the answer itself (not token by token).
+    expect(chat.announcer).to_have_text(f"Answer complete. {numbers(50)}")
     announcements = chat.page.evaluate("window.__announcements")
-    assert announcements == ["Answer complete."]
+    assert announcements == [f"Answer complete. {numbers(50)}"]
     assert chat.last_answer.get_attribute("aria-busy") is None
 
 
@@ -96,13 +100,16 @@ def test_markdown_is_rendered_at_most_once_per_animation_frame(
     chat.set_options(tokens=40, delay_ms=60)
     chat.send("batch me")
     # Wait until several tokens have arrived (the page saves the growing answer
-    # to localStorage about once a second) ...
+    # to IndexedDB about once a second) ...
     chat.page.wait_for_function(
-        """() => {
-          const s = JSON.parse(localStorage.getItem('chatstream.conversations.v1'));
-          const m = s && s.conversations[0].messages[1];
-          return m && (m.content.match(/\\d+/g) || []).length >= 5;
-        }""",
+        # (IndexedDB reads are async: each poll starts a read and checks the last one.)
+        f"""() => {{
+          ({SAVED_STATE_JS})().then((s) => {{
+            const m = s.conversations.length && s.conversations[0].messages[1];
+            window.__savedNumbers = m ? (m.content.match(/\\d+/g) || []).length : 0;
+          }});
+          return (window.__savedNumbers || 0) >= 5;
+        }}""",
         polling=50,  # Playwright polls on animation frames by default
         timeout=WAIT_MS,
     )
@@ -168,7 +175,9 @@ def test_markdown_tables_and_sanitizer(chat: ChatPage) -> None:
       div.append(renderMarkdown(md));
       return div.innerHTML;
     }""")
-    assert "<table>" in html and "<th>lang</th>" in html and "<td>1991</td>" in html
+    # (cells carry dir="auto" and the table sits in a scrolling wrapper)
+    assert re.search(r"<table[^>]*>", html) and re.search(r"<th[^>]*>lang</th>", html)
+    assert re.search(r"<td[^>]*>1991</td>", html) and 'class="table-wrap"' in html
     assert "javascript:" not in re.sub(r"&lt;.*?&gt;", "", html)  # only as escaped text
     assert (
         "<iframe" not in html
@@ -329,36 +338,6 @@ def _record_stream_gets(chat: ChatPage) -> list[PwRequest]:
     return gets
 
 
-STREAM_GET = re.compile(r".*/api/streaming/[^/]+$")
-
-
-def _fulfill_with_first_events(
-    route: Route, base_url: str, count: int, served: list[str], tail: str = ""
-) -> None:
-    """Answer a stream GET with the server's own first ``count`` events, then ``tail``.
-
-    The response then ends, as a dropped (or restarting) connection would;
-    ``served`` collects the ids that went out.
-    """
-    frames = ["retry: 200\n\n"]
-    with (
-        httpx.Client(base_url=base_url, timeout=20) as client,
-        connect_sse(client, "GET", route.request.url) as source,
-    ):
-        for event in source.iter_sse():
-            if not event.data:  # the leading `retry:` field, not an event
-                continue
-            frames.append(f"id: {event.id}\nevent: {event.event}\ndata: {event.data}\n\n")
-            served.append(event.id)
-            if len(served) == count:
-                break
-    route.fulfill(
-        status=200,
-        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"},
-        body="".join(frames) + tail,
-    )
-
-
 def test_cut_connection_resumes_after_last_event_id(chat: ChatPage, base_url: str) -> None:
     """The first connection ends after 10 events; the rest comes from the server.
 
@@ -374,7 +353,7 @@ def test_cut_connection_resumes_after_last_event_id(chat: ChatPage, base_url: st
         if forwarded:
             route.continue_()  # reconnects go to the server untouched
             return
-        _fulfill_with_first_events(route, base_url, 10, forwarded)
+        fulfill_with_first_events(route, base_url, 10, forwarded)
 
     _watch_reconnecting(chat)
     chat.page.route(STREAM_GET, cut_after_ten)
@@ -408,7 +387,7 @@ def test_graceful_restart_notice_reconnects_and_resumes(chat: ChatPage, base_url
         if served:
             route.continue_()
             return
-        _fulfill_with_first_events(route, base_url, 8, served, tail=RECONNECT.decode())
+        fulfill_with_first_events(route, base_url, 8, served, tail=RECONNECT.decode())
 
     _watch_reconnecting(chat)
     chat.page.route(STREAM_GET, restart_after_eight)
@@ -445,7 +424,9 @@ def test_server_side_drop_mid_stream_resumes(page: Page, chat_server) -> None:
         resumed_from = [r.all_headers().get("last-event-id") for r in gets]
         assert len(resumed_from) == 2
         assert resumed_from[0] is None
-        assert resumed_from[1] and 1 <= int(resumed_from[1]) <= 10
+        # Event ids are opaque strings (another branch makes them "<tag>.<seq>"): the
+        # reconnect names one, and the exact text above proves it resumed after it.
+        assert isinstance(resumed_from[1], str) and resumed_from[1]
         assert chat.page.evaluate("window.__sawReconnecting") is True
         expect(chat.last_answer.locator(".msg-note")).to_have_count(0)
 
@@ -466,8 +447,9 @@ def test_server_error_event_shows_a_message_and_retry_works(chat: ChatPage) -> N
     chat.set_options(tokens=3, delay_ms=0)
     chat.send("hello")
     answer = chat.wait_done("error")
-    note = answer.locator(".msg-note[role=alert]")
+    note = answer.locator(".msg-note.is-error")
     expect(note).to_contain_text("The model is overloaded.")
+    assert note.get_attribute("role") is None  # announced once, by the status region
     assert chat.last_text() == "partial"
     expect(chat.announcer).to_contain_text("The model is overloaded.")
 
@@ -595,7 +577,9 @@ def test_composer_keyboard_behaviour(chat: ChatPage) -> None:
 
 def test_autoscroll_follows_unless_the_user_scrolls_up(chat: ChatPage) -> None:
     chat.page.set_viewport_size({"width": 800, "height": 500})
-    chat.set_options(tokens=400, delay_ms=25)
+    # Long enough to still be streaming after the screen is full (~450 numbers)
+    # on a loaded machine; the test stops it at the end.
+    chat.set_options(tokens=1500, delay_ms=25)
     chat.send("fill the screen")
     scroller = chat.page.locator("#scroller")
     chat.page.wait_for_function(
