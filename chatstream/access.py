@@ -10,9 +10,11 @@ Off by default (local use). A public deployment sets one or both of:
 * ``CHATSTREAM_API_TOKENS``: bearer tokens for programmatic clients
   (``Authorization: Bearer <token>``).
 
-Then every request needs one of them, except ``/healthz``, ``/readyz``,
-``/metrics``, ``/static/*`` and ``/login``: the API answers a JSON ``401``; a
-browser opening a page is sent to the login form. Stream ids stay
+Then every request to chatstream's blueprint needs one of them, except
+``/healthz``, ``/readyz``, ``/metrics``, ``/static/*`` and ``/login``: the API
+answers a JSON ``401``; a browser opening the page is sent to the login form.
+A host app's own routes are never checked (:func:`guard` is a hook of the
+blueprint only). Stream ids stay
 capabilities *within* an authenticated deployment: the ``GET`` of a stream
 needs access too (``EventSource`` sends the cookie on same-origin requests).
 
@@ -45,59 +47,39 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Flask
-from flask import current_app
 from flask import redirect
 from flask import request
-from flask import session
 from flask import url_for
-from flask.sessions import SecureCookieSessionInterface
 from werkzeug.wrappers import Response
 
 from .errors import Forbidden
 from .errors import Unauthorized
 from .errors import UnsupportedMediaType
+from .extension import settings
+from .session import session
 
 log = logging.getLogger(__name__)
 
-#: Paths that never need access (probes, metrics scrapers, login); and ``static``.
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/login", "/logout"})
+#: Endpoints that never need access (probes, metrics scrapers, login, static files).
+OPEN_ENDPOINTS = frozenset(
+    f"chatstream.{name}"
+    for name in (
+        "ops.healthz",
+        "ops.readyz",
+        "ops.prometheus_metrics",
+        "page.login_form",
+        "page.login",
+        "page.logout",
+        "page.static",
+    )
+)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SESSION_KEY = "access"
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-class SessionInterface(SecureCookieSessionInterface):
-    """Flask's signed cookie session, ``Secure`` whenever the request is HTTPS.
-
-    Flask builds a new ``itsdangerous`` serializer twice per request (open and
-    save); that was a third of a prompt POST's CPU. The serializer depends only
-    on the secret keys, so it is built once per key set and reused.
-    """
-
-    def __init__(self) -> None:
-        self._serializer: Any = None
-        self._serializer_keys: Any = None
-
-    def get_signing_serializer(self, app: Flask) -> Any:
-        keys = (app.secret_key, app.config.get("SECRET_KEY_FALLBACKS"))
-        if self._serializer is None or keys != self._serializer_keys:
-            self._serializer = super().get_signing_serializer(app)
-            self._serializer_keys = keys
-        return self._serializer
-
-    def get_cookie_secure(self, app: Flask) -> bool:
-        return bool(app.config["SESSION_COOKIE_SECURE"]) or request.is_secure
-
-
 def enabled(config: Mapping[str, Any]) -> bool:
     return bool(config.get("ACCESS_PASSWORD") or config.get("API_TOKENS"))
-
-
-def init_access(app: Flask) -> None:
-    """Install the session interface and the request guard."""
-    app.session_interface = SessionInterface()
-    app.before_request(guard)
 
 
 def guard() -> Response | None:
@@ -111,12 +93,12 @@ def guard() -> Response | None:
         _check_origin()
         if request.method == "DELETE" and _has_body() and not request.is_json:
             raise UnsupportedMediaType("A DELETE body, if any, must be JSON.")
-    config = current_app.config
+    config = settings()
     if not enabled(config) or _is_open() or has_access(config):
         return None
     if _wants_page():
         here = request.script_root + request.full_path.rstrip("?")
-        return redirect(url_for("auth.login", next=here))
+        return redirect(url_for("chatstream.page.login", next=here))
     if config.get("API_TOKENS"):
         challenge = 'Bearer realm="chatstream"'
         if _bearer_token() is not None:
@@ -172,7 +154,7 @@ def _has_body() -> bool:
 
 
 def _is_open() -> bool:
-    return request.path in OPEN_PATHS or request.endpoint == "static"
+    return request.endpoint in OPEN_ENDPOINTS
 
 
 def password_mark(config: Mapping[str, Any]) -> str:
@@ -230,9 +212,9 @@ def has_access(config: Mapping[str, Any]) -> bool:
 
 
 def _wants_page() -> bool:
-    if request.method not in ("GET", "HEAD") or request.path.startswith("/api/"):
+    if request.method not in ("GET", "HEAD") or request.blueprint != "chatstream.page":
         return False
-    if not current_app.config.get("ACCESS_PASSWORD"):
+    if not settings().get("ACCESS_PASSWORD"):
         return False  # no login form to send the browser to
     best = request.accept_mimetypes.best_match(["application/json", "text/html"])
     return best == "text/html"

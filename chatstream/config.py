@@ -1,18 +1,28 @@
 """Configuration: defaults, then the environment, then a test mapping; checked.
 
-Every setting is an environment variable. ``CHATSTREAM_*`` ones are loaded
-with :meth:`flask.Config.from_prefixed_env` (values are parsed as JSON when
-they can be, so ``15`` is a number); ``OPENAI_API_KEY``, ``OPENAI_BASE_URL``
-and ``SECRET_KEY`` keep their usual names. :func:`validate` checks each key
-and raises :class:`~chatstream.errors.ConfigError` with one line naming the
-variable, its value and what is allowed.
+In a Flask app's config every chatstream setting is namespaced: the key is the
+environment variable's name, ``CHATSTREAM_HEARTBEAT_S``, and
+``OPENAI_API_KEY``/``OPENAI_BASE_URL`` become ``CHATSTREAM_OPENAI_API_KEY``/
+``CHATSTREAM_OPENAI_BASE_URL``, so chatstream shares a host app's config
+without taking its names. ``SECRET_KEY`` is the app's own. The code reads
+them through :class:`Settings`, a view that drops the prefix
+(``settings["HEARTBEAT_S"]``).
+
+:func:`load_environment` copies the environment into an app config
+(``CHATSTREAM_*`` values are parsed as JSON when they can be, so ``15`` is a
+number, as :meth:`flask.Config.from_prefixed_env` does; secrets are kept
+verbatim). :func:`validate` checks each key and raises
+:class:`~chatstream.errors.ConfigError` with one line naming the variable,
+its value and what is allowed.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
+from collections.abc import Iterator
 from collections.abc import Mapping
 from collections.abc import MutableMapping
 from dataclasses import dataclass
@@ -62,6 +72,7 @@ SETTINGS: dict[str, Setting] = {
     "API_TOKENS": Setting(None, list, help="bearer tokens, comma-separated"),
     "RATE_LIMIT": Setting("60/minute", str, help="POSTs per client address, e.g. 30/minute"),
     "MAX_STREAMS_PER_CLIENT": Setting(8, int, 0, 1_000_000, "running generations per address"),
+    "SESSION_COOKIE": Setting("chatstream_session", str, help="chatstream's own cookie name"),
 }
 
 #: Settings read from their conventional, unprefixed names.
@@ -81,16 +92,29 @@ def defaults() -> dict[str, Any]:
     return {name: s.default for name, s in SETTINGS.items()}
 
 
-def load_environment(config: MutableMapping[str, Any]) -> None:
-    """Copy the unprefixed variables; prefixed ones come via ``from_prefixed_env``."""
+def load_environment(
+    config: MutableMapping[str, Any], environ: Mapping[str, str] | None = None
+) -> None:
+    """Copy the environment's chatstream settings into an app config, namespaced.
+
+    :param config: a Flask app's config (keys as :func:`config_key` names them).
+    :param environ: the environment (``os.environ`` by default).
+    """
+    environ = os.environ if environ is None else environ
+    for name, raw in environ.items():
+        if not name.startswith(CONFIG_PREFIX):
+            continue
+        if name.removeprefix(CONFIG_PREFIX) in SECRET_SETTINGS:
+            config[name] = raw
+            continue
+        try:
+            config[name] = json.loads(raw)
+        except ValueError:
+            config[name] = raw
     for name in PLAIN_ENV:
-        value = os.environ.get(name)
+        value = environ.get(name)
         if value:
-            config[name] = value
-    for key in SECRET_SETTINGS:
-        value = os.environ.get(f"{PREFIX}_{key}")
-        if value:
-            config[key] = value
+            config[config_key(name)] = value
 
 
 def _env_name(key: str) -> str:
@@ -253,3 +277,96 @@ def summary(config: Mapping[str, Any]) -> str:
 def _access(config: Mapping[str, Any]) -> str:
     kinds = {"password": "ACCESS_PASSWORD", "tokens": "API_TOKENS"}
     return "+".join(kind for kind, key in kinds.items() if config.get(key)) or "open"
+
+
+# -- the namespaced view ---------------------------------------------------------
+
+#: Prefix of chatstream's keys in an app config (the environment variables' names).
+CONFIG_PREFIX = f"{PREFIX}_"
+#: Namespaced in an app config besides :data:`SETTINGS`.
+NAMESPACED_EXTRA = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "SECRET_KEY_GENERATED")
+
+
+def config_key(key: str) -> str:
+    """The app-config key of a chatstream setting (``HEARTBEAT_S`` -> ``CHATSTREAM_HEARTBEAT_S``).
+
+    Any other key (``SECRET_KEY``, ``TESTING``, an already prefixed one) is unchanged.
+    """
+    return CONFIG_PREFIX + key if key in SETTINGS or key in NAMESPACED_EXTRA else key
+
+
+def namespaced(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    """``mapping`` with chatstream's setting names given their prefix (for test configs)."""
+    return {config_key(key): value for key, value in mapping.items()}
+
+
+class Settings(MutableMapping[str, Any]):
+    """chatstream's settings inside an app config, read and written without the prefix.
+
+    ``settings["HEARTBEAT_S"]`` is ``config["CHATSTREAM_HEARTBEAT_S"]``; other
+    keys (``SECRET_KEY``, ``SESSION_COOKIE_SECURE``) are the app's own. The view
+    is live: a change to the app config is seen at once.
+
+    :param config: the app config.
+    """
+
+    def __init__(self, config: MutableMapping[str, Any]) -> None:
+        self.app_config = config
+
+    def __getitem__(self, key: str) -> Any:
+        return self.app_config[config_key(key)]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.app_config[config_key(key)] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self.app_config[config_key(key)]
+
+    def __iter__(self) -> Iterator[str]:
+        for key in self.app_config:
+            name = key.removeprefix(CONFIG_PREFIX)
+            if key.startswith(CONFIG_PREFIX) and config_key(name) == key:
+                yield name
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def prepare(config: MutableMapping[str, Any]) -> Settings:
+    """Fill in the defaults of an app config's chatstream settings and check them.
+
+    :returns: the checked settings, as a view of ``config``.
+    :raises ConfigError: naming the first bad variable.
+    """
+    for key, value in defaults().items():
+        config.setdefault(config_key(key), value)
+    settings = Settings(config)
+    validate(settings)
+    return settings
+
+
+#: Settings whose values :func:`masked` never shows.
+MASKED = (*SECRET_SETTINGS, "OPENAI_API_KEY", "SECRET_KEY")
+
+
+def masked(settings: Mapping[str, Any]) -> dict[str, str]:
+    """The effective settings by environment variable, secrets masked (``chatstream check``)."""
+    out: dict[str, str] = {}
+    for key in (*SETTINGS, "OPENAI_API_KEY", "OPENAI_BASE_URL", "SECRET_KEY"):
+        value = settings.get(key)
+        if key in MASKED and value:
+            shown = (
+                "<generated per process>"
+                if settings.get("SECRET_KEY_GENERATED") and key == "SECRET_KEY"
+                else "<set, hidden>"
+            )
+        elif key == "REDIS_URL" and value:
+            shown = re.sub(r"//([^@/]*):[^@/]*@", r"//\1:***@", str(value))
+        elif isinstance(value, list):
+            shown = ",".join(map(str, value))
+        elif isinstance(value, dict):
+            shown = ",".join(f"{k}={v}" for k, v in value.items() if v)
+        else:
+            shown = "" if value is None else str(value)
+        out[_env_name(key)] = shown
+    return out

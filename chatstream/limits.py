@@ -26,12 +26,14 @@ from __future__ import annotations
 import math
 import time
 
+from flask import Blueprint
 from flask import Flask
 from flask import Response
 from flask import request
 from flask_limiter import Limiter
 from flask_limiter import RateLimitExceeded
 
+from .config import Settings
 from .errors import TooManyRequests
 from .errors import error_response
 
@@ -54,22 +56,26 @@ def _storage_uri(redis_url: str | None) -> str:
 
 
 def _not_post() -> bool:
-    return request.method != "POST"
+    # Mounted in a host app, the limiter sees every request: only chatstream's count.
+    return request.method != "POST" or "chatstream" not in request.blueprints
 
 
-def init_limits(app: Flask) -> Limiter | None:
+def init_limits(app: Flask, blueprint: Blueprint) -> Limiter | None:
     """Rate-limit ``POST`` per client address as ``RATE_LIMIT`` says.
 
+    :param blueprint: chatstream's blueprint: only its requests count, and
+        only it answers them with the JSON ``429``.
     :returns: the limiter, or None when ``RATE_LIMIT`` is ``off``.
     """
-    rate: str = app.config["RATE_LIMIT"]
+    settings = Settings(app.config)
+    rate: str = settings["RATE_LIMIT"]
     if rate == "off":
         return None
     limiter = Limiter(
         client_key,
         application_limits=[rate],
         application_limits_exempt_when=_not_post,
-        storage_uri=_storage_uri(app.config["REDIS_URL"]),
+        storage_uri=_storage_uri(settings["REDIS_URL"]),
         strategy="moving-window",
         key_prefix="chatstream",
         headers_enabled=False,
@@ -77,7 +83,7 @@ def init_limits(app: Flask) -> Limiter | None:
     )
     limiter.init_app(app)
 
-    @app.errorhandler(RateLimitExceeded)
+    @blueprint.errorhandler(RateLimitExceeded)
     def _rate_limited(exc: RateLimitExceeded) -> Response:
         error = TooManyRequests(
             f"Too many requests from your address (limit: {exc.description}); "

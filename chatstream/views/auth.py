@@ -9,26 +9,26 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint
 from flask import abort
-from flask import current_app
 from flask import jsonify
 from flask import redirect
 from flask import render_template
 from flask import request
-from flask import session
 from flask import url_for
 from flask.typing import ResponseReturnValue
 
 from .. import access
 from ..errors import Unauthorized
+from ..extension import settings
+from ..session import session
+from . import page
 
-bp = Blueprint("auth", __name__)
+bp = page
 log = logging.getLogger(__name__)
 
 
 def _require_password() -> None:
-    if not current_app.config.get("ACCESS_PASSWORD"):
+    if not settings().get("ACCESS_PASSWORD"):
         abort(404)
 
 
@@ -45,7 +45,7 @@ def _safe_next(target: object) -> str:
         or "\\" in target
         or any(ord(c) < 32 or ord(c) == 127 for c in target)
     ):
-        return url_for("pages.index")
+        return url_for(".index")
     return target
 
 
@@ -54,16 +54,16 @@ def login_form() -> ResponseReturnValue:
     """The password form (or straight on, when already logged in)."""
     _require_password()
     target = _safe_next(request.args.get("next"))
-    if access.has_access(current_app.config):
+    if access.has_access(settings()):
         return redirect(target, 303)
-    return render_template("login.html", next=target, error=None)
+    return render_template("chatstream/login.html", next=target, error=None)
 
 
 @bp.post("/login")
 def login() -> ResponseReturnValue:
     """Check the password; on success mark the session and go on."""
     _require_password()
-    config = current_app.config
+    config = settings()
     payload = request.get_json(silent=True) if request.is_json else None
     data = payload if isinstance(payload, dict) else request.form
     password = data.get("password")
@@ -72,7 +72,7 @@ def login() -> ResponseReturnValue:
         log.warning("failed login from %s", request.remote_addr)
         if request.is_json:
             raise Unauthorized("Wrong access password.", code="wrong_password")
-        return render_template("login.html", next=target, error="Wrong password."), 401
+        return render_template("chatstream/login.html", next=target, error="Wrong password."), 401
     access.log_in(config)
     if request.is_json:
         return jsonify(status="ok")
@@ -86,4 +86,4 @@ def logout() -> ResponseReturnValue:
     session.clear()
     if request.is_json:
         return jsonify(status="ok")
-    return redirect(url_for("auth.login_form"), 303)
+    return redirect(url_for(".login_form"), 303)
