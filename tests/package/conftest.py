@@ -1,0 +1,54 @@
+"""Fixtures for the package tests: the wheel and sdist built from this checkout,
+and a fresh venv with only the wheel (and its dependencies) installed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def dist(tmp_path_factory) -> Path:
+    """``python -m build`` of the checkout: the folder holding the wheel and the sdist."""
+    out = tmp_path_factory.mktemp("dist")
+    subprocess.run(
+        [sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
+def wheel(dist) -> Path:
+    (path,) = dist.glob("chatstream-*.whl")
+    return path
+
+
+@pytest.fixture(scope="session")
+def sdist(dist) -> Path:
+    (path,) = dist.glob("chatstream-*.tar.gz")
+    return path
+
+
+@pytest.fixture(scope="session")
+def installed(wheel, tmp_path_factory) -> Path:
+    """A fresh venv (no checkout on its path) with the wheel installed: its ``bin``."""
+    env_dir = tmp_path_factory.mktemp("venv")
+    venv.EnvBuilder(with_pip=True).create(env_dir)
+    bin_dir = env_dir / "bin"
+    # The pip cache and the machine's pip config make this a local install.
+    subprocess.run(
+        [str(bin_dir / "python"), "-m", "pip", "install", "-q", str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    return bin_dir
