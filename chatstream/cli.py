@@ -102,8 +102,9 @@ def serve(args: argparse.Namespace) -> int:
 # -- check ------------------------------------------------------------------------------
 
 
-def check(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def check(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Print the effective settings (secrets masked), or the first problem."""
+    out = out or sys.stdout
     environ = dict(os.environ)
     try:
         values = effective_settings(environ)
@@ -140,8 +141,9 @@ def _error_text(response: Any) -> str:
         return f"HTTP {response.status_code}"
 
 
-def ask(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def ask(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Submit the prompt, then print the answer's tokens as they arrive."""
+    out = out or sys.stdout
     import httpx
 
     headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
