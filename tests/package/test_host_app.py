@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -171,3 +172,32 @@ def test_one_extension_object_many_apps(tmp_path):
     assert two.get(url).status_code == 404  # each app has its own store
     assert one.get("/").status_code == 404  # page=False: no page
     assert apps[0].extensions["chatstream"] is not apps[1].extensions["chatstream"]
+
+
+def test_the_readme_mounting_example_runs():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Mounting chatstream in an existing Flask app", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict[str, Any] = {"__name__": "readme_example"}
+    exec(compile(code, "README.md", "exec"), namespace)
+    client = namespace["app"].test_client()
+    assert client.get("/chat/").status_code == 200
+    url = client.post("/chat/api/streaming", json={"prompt": "make it loud"}).json["stream_url"]
+    text = "".join(e[2].get("token", "") for e in sse_events(client.get(url).data))
+    assert text == "MAKE IT LOUD "
+
+
+def test_no_module_reads_a_chatstream_setting_from_the_app_config_by_its_short_name():
+    """Mounted in a host, ``current_app.config["RETRY_MS"]`` does not exist: the
+    code reads settings through ``extension.settings()`` (or ``config.Settings``)."""
+    from chatstream import config
+
+    package = Path(__file__).resolve().parents[2] / "chatstream"
+    pattern = re.compile(r"""app\.config(?:\.get\(|\[)\s*["'](\w+)["']""")
+    offenders = [
+        f"{path.relative_to(package)}: {name}"
+        for path in package.rglob("*.py")
+        for name in pattern.findall(path.read_text())
+        if name in config.SETTINGS or name in config.NAMESPACED_EXTRA
+    ]
+    assert offenders == []
