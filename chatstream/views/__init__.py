@@ -13,6 +13,7 @@ blueprints under its one blueprint ``chatstream``:
 from __future__ import annotations
 
 from importlib import resources
+from pathlib import Path
 
 from flask import Blueprint
 from jinja2 import BaseLoader
@@ -20,11 +21,24 @@ from jinja2 import FileSystemLoader
 from jinja2 import PrefixLoader
 from werkzeug.utils import cached_property
 
-#: The repository's top-level templates/ and static/, installed as these data
-#: subpackages (setup.cfg ``package_dir``): found the same way from a wheel
-#: and from an editable install.
-TEMPLATES = str(resources.files("chatstream.templates"))
-STATIC = str(resources.files("chatstream.static"))
+
+def _data_folder(name: str) -> str:
+    """The repository's top-level ``templates/`` or ``static/``, through the package.
+
+    setup.cfg installs them as the data subpackages ``chatstream.templates``
+    and ``chatstream.static`` (``package_dir``), so they are found the same way
+    from a wheel and from an editable install. A checkout run without being
+    installed (a Heroku-style build installs requirements.txt only) has no
+    such subpackage: there the folders sit next to the package.
+    """
+    try:
+        return str(resources.files(f"chatstream.{name}"))
+    except ModuleNotFoundError:
+        return str(Path(__file__).resolve().parents[2] / name)
+
+
+TEMPLATES = _data_folder("templates")
+STATIC = _data_folder("static")
 
 
 class PageBlueprint(Blueprint):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 import tarfile
 import zipfile
 from pathlib import Path
@@ -156,3 +157,21 @@ def test_a_full_stream_and_chatstream_ask(served):
     )
     assert answer.returncode == 0, answer.stderr
     assert answer.stdout == text_of(events) + "\n"
+
+
+def test_a_checkout_that_is_not_installed_still_finds_templates_and_static(tmp_path):
+    """As a Heroku-style build runs it: requirements.txt installed, the checkout on the path."""
+    code = (
+        "import sys\n"
+        "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f).lower()]\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        "from chatstream import create_app\n"
+        "client = create_app({'SECRET_KEY': 'x'}).test_client()\n"
+        "page = client.get('/')\n"
+        "with client.get('/static/js/app.js') as script:\n"
+        "    print(page.status_code, script.status_code, 'data-api-url' in page.text)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["200", "200", "True"]
