@@ -16,15 +16,25 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 from typing import Any
 
-from flask import Flask
+if TYPE_CHECKING:
+    from flask import Flask
 
-from . import config
-from .errors import register_error_handlers
-from .extension import Chatstream
+    from .extension import Chatstream
 
 __all__ = ["Chatstream", "create_app", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy, so that importing chatstream.gunicorn_conf in gunicorn's master
+    # imports neither Flask nor ssl before the gevent worker monkey-patches.
+    if name == "Chatstream":
+        from .extension import Chatstream
+
+        return Chatstream
+    raise AttributeError(f"module 'chatstream' has no attribute {name!r}")
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
@@ -37,6 +47,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         settings may be named without their ``CHATSTREAM_`` prefix (``ADAPTER``).
     :raises ConfigError: a setting is invalid (the message names it).
     """
+    from flask import Flask
+
+    from . import config
+    from .errors import register_error_handlers
+    from .extension import Chatstream
+
     app = Flask(__name__, static_folder=None)
     config.load_environment(app.config)
     if test_config:

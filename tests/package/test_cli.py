@@ -101,3 +101,16 @@ def test_ask_resumes_after_a_cut_with_nothing_lost_or_repeated(server, capsys):
 def test_ask_reports_a_refused_prompt(server, capsys):
     assert cli.main(["ask", "x", "--url", server.url, "--model", "nope"]) == cli.FAILED
     assert "chatstream ask: unknown_model: " in capsys.readouterr().err
+
+
+def test_the_gunicorn_settings_import_neither_flask_nor_ssl():
+    """gunicorn's master imports the settings module before forking gevent
+    workers; ssl imported there would be patched too late in each worker."""
+    import subprocess
+
+    code = (
+        "import sys, chatstream.gunicorn_conf\n"
+        "print(sorted(m for m in ('ssl', 'flask', 'openai', 'gevent') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
