@@ -216,7 +216,8 @@ def _follow(client: Any, stream_url: str, out: TextIO) -> int:
         failures += 1
         if failures > MAX_RECONNECTS:
             print(
-                f"\nchatstream ask: the stream was cut {failures} times; giving up", file=sys.stderr
+                f"\nchatstream ask: cut {failures} times in a row without a new event; giving up",
+                file=sys.stderr,
             )
             return FAILED
         time.sleep(retry_s)
