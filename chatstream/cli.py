@@ -28,6 +28,7 @@ from urllib.parse import urljoin
 from urllib.parse import urlsplit
 
 from . import __version__
+from . import appconfig
 from . import config
 from .errors import ConfigError
 
@@ -40,14 +41,14 @@ FAILED, USAGE = 1, 2
 MAX_RECONNECTS = 5
 
 
-def effective_settings(environ: Mapping[str, str] | None = None) -> config.Settings:
+def effective_settings(environ: Mapping[str, str] | None = None) -> appconfig.Settings:
     """The settings the app would run with, checked, adapter and store included.
 
     :raises ConfigError: naming the first bad variable.
     """
     from .adapters.base import load_factory
 
-    values = config.prepare(_environment_config(environ))
+    values = appconfig.prepare(_environment_config(environ))
     load_factory(values["ADAPTER"], values)
     if values["REDIS_URL"]:
         try:
@@ -117,7 +118,7 @@ def check(args: argparse.Namespace, out: TextIO | None = None) -> int:
         print(f"chatstream: WEB_CONCURRENCY: {problem}", file=sys.stderr)
         return FAILED
     print(f"chatstream {__version__}: settings OK", file=out)
-    for name, value in config.masked(values).items():
+    for name, value in appconfig.masked(values).items():
         print(f"{name}={value}", file=out)
     print(f"WEB_CONCURRENCY={workers}", file=out)
     return 0

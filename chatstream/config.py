@@ -5,8 +5,8 @@ environment variable's name, ``CHATSTREAM_HEARTBEAT_S``, and
 ``OPENAI_API_KEY``/``OPENAI_BASE_URL`` become ``CHATSTREAM_OPENAI_API_KEY``/
 ``CHATSTREAM_OPENAI_BASE_URL``, so chatstream shares a host app's config
 without taking its names. ``SECRET_KEY`` is the app's own. The code reads
-them through :class:`Settings`, a view that drops the prefix
-(``settings["HEARTBEAT_S"]``).
+them through :class:`chatstream.appconfig.Settings`, a view that drops the
+prefix (``settings["HEARTBEAT_S"]``).
 
 :func:`load_environment` copies the environment into an app config
 (``CHATSTREAM_*`` values are parsed as JSON when they can be, so ``15`` is a
@@ -22,7 +22,6 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Iterator
 from collections.abc import Mapping
 from collections.abc import MutableMapping
 from dataclasses import dataclass
@@ -300,73 +299,6 @@ def namespaced(mapping: Mapping[str, Any]) -> dict[str, Any]:
     return {config_key(key): value for key, value in mapping.items()}
 
 
-class Settings(MutableMapping[str, Any]):
-    """chatstream's settings inside an app config, read and written without the prefix.
-
-    ``settings["HEARTBEAT_S"]`` is ``config["CHATSTREAM_HEARTBEAT_S"]``; other
-    keys (``SECRET_KEY``, ``SESSION_COOKIE_SECURE``) are the app's own. The view
-    is live: a change to the app config is seen at once.
-
-    :param config: the app config.
-    """
-
-    def __init__(self, config: MutableMapping[str, Any]) -> None:
-        self.app_config = config
-
-    def __getitem__(self, key: str) -> Any:
-        return self.app_config[config_key(key)]
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        self.app_config[config_key(key)] = value
-
-    def __delitem__(self, key: str) -> None:
-        del self.app_config[config_key(key)]
-
-    def __iter__(self) -> Iterator[str]:
-        for key in self.app_config:
-            name = key.removeprefix(CONFIG_PREFIX)
-            if key.startswith(CONFIG_PREFIX) and config_key(name) == key:
-                yield name
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
-
-
-def prepare(config: MutableMapping[str, Any]) -> Settings:
-    """Fill in the defaults of an app config's chatstream settings and check them.
-
-    :returns: the checked settings, as a view of ``config``.
-    :raises ConfigError: naming the first bad variable.
-    """
-    for key, value in defaults().items():
-        config.setdefault(config_key(key), value)
-    settings = Settings(config)
-    validate(settings)
-    return settings
-
-
-#: Settings whose values :func:`masked` never shows.
-MASKED = (*SECRET_SETTINGS, "OPENAI_API_KEY", "SECRET_KEY")
-
-
-def masked(settings: Mapping[str, Any]) -> dict[str, str]:
-    """The effective settings by environment variable, secrets masked (``chatstream check``)."""
-    out: dict[str, str] = {}
-    for key in (*SETTINGS, "OPENAI_API_KEY", "OPENAI_BASE_URL", "SECRET_KEY"):
-        value = settings.get(key)
-        if key in MASKED and value:
-            shown = (
-                "<generated per process>"
-                if settings.get("SECRET_KEY_GENERATED") and key == "SECRET_KEY"
-                else "<set, hidden>"
-            )
-        elif key == "REDIS_URL" and value:
-            shown = re.sub(r"//([^@/]*):[^@/]*@", r"//\1:***@", str(value))
-        elif isinstance(value, list):
-            shown = ",".join(map(str, value))
-        elif isinstance(value, dict):
-            shown = ",".join(f"{k}={v}" for k, v in value.items() if v)
-        else:
-            shown = "" if value is None else str(value)
-        out[_env_name(key)] = shown
-    return out
+def env_name(key: str) -> str:
+    """The environment variable that sets ``key`` (``HEARTBEAT_S``: ``CHATSTREAM_HEARTBEAT_S``)."""
+    return _env_name(key)

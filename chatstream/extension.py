@@ -38,9 +38,10 @@ from . import shutdown
 from .adapters.base import AdapterFactory
 from .adapters.base import load_factory
 from .adapters.base import reject_options
+from .appconfig import Settings
+from .appconfig import prepare
 from .concurrency import Driver
 from .concurrency import get_driver
-from .config import Settings
 from .errors import ConfigError
 from .errors import register_error_handlers
 from .generation import Runner
@@ -150,7 +151,7 @@ class Chatstream:
             app.config.setdefault(config.config_key("ADAPTER"), self.adapter)
         elif self.adapter is not None:
             app.config.setdefault(config.config_key("ADAPTER"), _name_of(self.adapter))
-        values = config.prepare(app.config)
+        values = prepare(app.config)
         logs.configure(values["LOG_FORMAT"])
         if values.get("SECRET_KEY_GENERATED"):
             log.warning(

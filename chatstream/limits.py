@@ -33,7 +33,7 @@ from flask import request
 from flask_limiter import Limiter
 from flask_limiter import RateLimitExceeded
 
-from .config import Settings
+from .appconfig import Settings
 from .errors import TooManyRequests
 from .errors import error_response
 

@@ -189,7 +189,7 @@ def test_the_readme_mounting_example_runs():
 
 def test_no_module_reads_a_chatstream_setting_from_the_app_config_by_its_short_name():
     """Mounted in a host, ``current_app.config["RETRY_MS"]`` does not exist: the
-    code reads settings through ``extension.settings()`` (or ``config.Settings``)."""
+    code reads settings through ``extension.settings()`` (or ``appconfig.Settings``)."""
     from chatstream import config
 
     package = Path(__file__).resolve().parents[2] / "chatstream"
