@@ -10,6 +10,12 @@ from pathlib import Path
 
 import pytest
 
+# Debian's Chromium for pytest-playwright's ``browser`` (as in tests/browser).
+from tests.browser.conftest import browser_type_launch_args  # noqa: F401
+from tests.support.server import clean_env
+from tests.support.server import free_port
+from tests.support.server import wait_ready
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -52,3 +58,27 @@ def installed(wheel, tmp_path_factory) -> Path:
         timeout=600,
     )
     return bin_dir
+
+
+@pytest.fixture(scope="module")
+def host_server(tmp_path_factory):
+    """tests/package/host_wsgi.py (chatstream mounted under /chat) on gunicorn -k gevent."""
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("host") / "gunicorn.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "python:chatstream.gunicorn_conf"]
+            + ["-b", f"127.0.0.1:{port}", "tests.package.host_wsgi:app"],
+            cwd=ROOT,
+            env=clean_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        assert wait_ready(proc, url + "/events/", log_path.read_text, "gunicorn", 30)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(30)

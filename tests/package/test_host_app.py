@@ -204,44 +204,38 @@ def test_no_module_reads_a_chatstream_setting_from_the_app_config_by_its_short_n
 
 
 @pytest.mark.live
-def test_streams_through_the_host_app_under_gunicorn_gevent(tmp_path):
-    import subprocess
-    import sys
-
+def test_streams_through_the_host_app_under_gunicorn_gevent(host_server):
     import httpx
 
     from tests.support.client import read_events
-    from tests.support.server import clean_env
-    from tests.support.server import free_port
-    from tests.support.server import wait_ready
 
-    port = free_port()
-    log_path = tmp_path / "gunicorn.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "python:chatstream.gunicorn_conf"]
-            + ["-b", f"127.0.0.1:{port}", "tests.package.host_wsgi:app"],
-            cwd=Path(__file__).resolve().parents[2],
-            env=clean_env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
+    with httpx.Client(base_url=host_server) as client:
+        client.post("/login")
+        host_cookie = client.cookies["session"]
+        posted = client.post("/chat/api/streaming", json={"prompt": "over gevent"})
+        events = read_events(client, host_server + posted.json()["stream_url"])
+        assert "".join(e.token for e in events) == "OVER GEVENT "
+        assert events[-1].event == "end"
+        assert client.cookies["session"] == host_cookie
+        assert "chatstream_session" in client.cookies
+        assert client.get("/whoami").text == "alice"
+
+
+@pytest.mark.browser
+def test_the_chat_page_under_the_prefix_in_chromium(host_server, browser):
+    from tests.browser.chat import ChatPage
+
+    page = browser.new_page()
     try:
-        assert wait_ready(proc, url + "/events/", log_path.read_text, "gunicorn", 30)
-        with httpx.Client(base_url=url) as client:
-            client.post("/login")
-            host_cookie = client.cookies["session"]
-            stream_url = client.post("/chat/api/streaming", json={"prompt": "over gevent"}).json()[
-                "stream_url"
-            ]
-            events = read_events(client, url + stream_url)
-            assert "".join(e.token for e in events) == "OVER GEVENT "
-            assert events[-1].event == "end"
-            assert client.cookies["session"] == host_cookie
-            assert "chatstream_session" in client.cookies
-            assert client.get("/whoami").text == "alice"
+        failed: list[str] = []
+        page.on("response", lambda r: r.status >= 400 and failed.append(r.url))
+        page.on("pageerror", lambda exc: failed.append(str(exc)))
+        page.goto(host_server + "/chat/")
+        page.wait_for_selector("body.is-ready", state="attached")
+        chat = ChatPage(page)
+        chat.send("hello from chromium")
+        chat.wait_done()
+        assert chat.last_text() == "HELLO FROM CHROMIUM"
+        assert failed == []
     finally:
-        proc.terminate()
-        proc.wait(30)
+        page.close()
