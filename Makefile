@@ -6,7 +6,12 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: serve dev test test-unit check check-js bench system-deps clean
+MIN_VENV ?= .venv-min
+MIN_CONSTRAINTS := .ci/constraints-min.txt
+# The langchain extra has floors of its own (langchain-openai pins a newer openai).
+MIN_IGNORE := --ignore=tests/unit/test_langchain_adapter.py --ignore=tests/live/test_langchain_live.py
+
+.PHONY: serve dev test test-unit test-min check check-js bench system-deps clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +41,16 @@ tests/browser/node_modules/.package-lock.json: tests/browser/package.json tests/
 test-unit: $(VENV)/.installed
 	$(PY) -m pytest tests/unit
 
+## The unit and live tests on the lowest dependency versions setup.cfg allows:
+## a fresh venv with chatstream[redis] installed under $(MIN_CONSTRAINTS).
+test-min: system-deps
+	rm -rf $(MIN_VENV)
+	$(PYTHON) -m venv $(MIN_VENV)
+	$(MIN_VENV)/bin/python -m pip install -q --upgrade pip
+	$(MIN_VENV)/bin/python -m pip install -q -c $(MIN_CONSTRAINTS) -e '.[redis]' pytest hypothesis honcho
+	$(MIN_VENV)/bin/python -m pip list --format=freeze | grep -i -E '^(flask|gunicorn|gevent|openai|prometheus.client|flask.limiter|httpx|httpx.sse|redis)=='
+	$(MIN_VENV)/bin/python -m pytest tests/unit tests/live $(MIN_IGNORE)
+
 check: $(VENV)/.installed check-js
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -47,7 +62,7 @@ check-js:
 	@echo "static/js: $$(ls static/js/*.js | wc -l) modules parse"
 
 clean:
-	rm -rf $(VENV) test-artifacts .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(MIN_VENV) test-artifacts .pytest_cache .mypy_cache .ruff_cache
 
 ## Benchmark chatstream against its peers (see bench/README.md).
 ## BENCH_ARGS="--quick" for a ~2 minute smoke check; "-s S1-1000 S3 -t node" to pick.

@@ -10,16 +10,18 @@ Off by default (local use). A public deployment sets one or both of:
 * ``CHATSTREAM_API_TOKENS``: bearer tokens for programmatic clients
   (``Authorization: Bearer <token>``).
 
-The cookie itself (marking, checking, revoking at logout, so that a copy
-saved before ``POST /logout`` no longer works) is :mod:`chatstream.sessions`.
+The login mark itself (marking, checking, revoking at logout, so that a copy
+saved before ``POST /logout`` no longer works) is :mod:`chatstream.login`.
 Wrong bearer tokens and wrong passwords share one budget per client address
 (``CHATSTREAM_AUTH_FAILURE_LIMIT``, :class:`chatstream.limits.FailedAuth`);
 over it, credentials from that address get ``429 too_many_failures``
 without being compared.
 
-Then every request needs one of them, except ``/healthz``, ``/readyz``,
-``/metrics``, ``/static/*`` and ``/login``: the API answers a JSON ``401``; a
-browser opening a page is sent to the login form. Stream ids stay
+Then every request to chatstream's blueprint needs one of them, except
+``/healthz``, ``/readyz``, ``/metrics``, ``/static/*`` and ``/login``: the API
+answers a JSON ``401``; a browser opening the page is sent to the login form.
+A host app's own routes are never checked (:func:`guard` is a hook of the
+blueprint only). Stream ids stay
 capabilities *within* an authenticated deployment: the ``GET`` of a stream
 needs access too (``EventSource`` sends the cookie on same-origin requests).
 
@@ -52,38 +54,39 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Flask
-from flask import current_app
 from flask import redirect
 from flask import request
 from flask import url_for
 from werkzeug.wrappers import Response
 
 from . import limits
-from . import revocations
-from . import sessions
+from . import login
 from .errors import Forbidden
 from .errors import Unauthorized
 from .errors import UnsupportedMediaType
+from .extension import settings
 
 log = logging.getLogger(__name__)
 
-#: Paths that never need access (probes, metrics scrapers, login); and ``static``.
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/login", "/logout"})
+#: Endpoints that never need access (probes, metrics scrapers, login, static files).
+OPEN_ENDPOINTS = frozenset(
+    f"chatstream.{name}"
+    for name in (
+        "ops.healthz",
+        "ops.readyz",
+        "ops.prometheus_metrics",
+        "page.login_form",
+        "page.login",
+        "page.logout",
+        "page.static",
+    )
+)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def enabled(config: Mapping[str, Any]) -> bool:
     return bool(config.get("ACCESS_PASSWORD") or config.get("API_TOKENS"))
-
-
-def init_access(app: Flask) -> None:
-    """Install the session interface, revocations, the failure limiter and the guard."""
-    app.session_interface = sessions.SessionInterface()
-    revocations.init_app(app)
-    limits.init_failed_auth(app)
-    app.before_request(guard)
 
 
 def guard() -> Response | None:
@@ -98,7 +101,7 @@ def guard() -> Response | None:
         _check_origin()
         if request.method == "DELETE" and _has_body() and not request.is_json:
             raise UnsupportedMediaType("A DELETE body, if any, must be JSON.")
-    config = current_app.config
+    config = settings()
     if not enabled(config) or _is_open():
         return None
     token = _bearer_token()
@@ -109,11 +112,11 @@ def guard() -> Response | None:
         if _valid_token(config, token):
             return None
         limits.record_failure("bearer token")
-    elif sessions.has_session(config):
+    elif login.has_session(config):
         return None
     if _wants_page():
         here = request.script_root + request.full_path.rstrip("?")
-        return redirect(url_for("auth.login", next=here))
+        return redirect(url_for("chatstream.page.login", next=here))
     if config.get("API_TOKENS"):
         challenge = 'Bearer realm="chatstream"'
         if _bearer_token() is not None:
@@ -169,7 +172,7 @@ def _has_body() -> bool:
 
 
 def _is_open() -> bool:
-    return request.path in OPEN_PATHS or request.endpoint == "static"
+    return request.endpoint in OPEN_ENDPOINTS
 
 
 def _bearer_token() -> str | None:
@@ -186,9 +189,9 @@ def _valid_token(config: Mapping[str, Any], token: str) -> bool:
 
 
 def _wants_page() -> bool:
-    if request.method not in ("GET", "HEAD") or request.path.startswith("/api/"):
+    if request.method not in ("GET", "HEAD") or request.blueprint != "chatstream.page":
         return False
-    if not current_app.config.get("ACCESS_PASSWORD"):
+    if not settings().get("ACCESS_PASSWORD"):
         return False  # no login form to send the browser to
     best = request.accept_mimetypes.best_match(["application/json", "text/html"])
     return best == "text/html"

@@ -1,15 +1,24 @@
 """Configuration: defaults, then the environment, then a test mapping; checked.
 
-Every setting is an environment variable. ``CHATSTREAM_*`` ones are loaded
-with :meth:`flask.Config.from_prefixed_env` (values are parsed as JSON when
-they can be, so ``15`` is a number); ``OPENAI_API_KEY``, ``OPENAI_BASE_URL``
-and ``SECRET_KEY`` keep their usual names. :func:`validate` checks each key
-and raises :class:`~chatstream.errors.ConfigError` with one line naming the
-variable, its value and what is allowed.
+In a Flask app's config every chatstream setting is namespaced: the key is the
+environment variable's name, ``CHATSTREAM_HEARTBEAT_S``, and
+``OPENAI_API_KEY``/``OPENAI_BASE_URL`` become ``CHATSTREAM_OPENAI_API_KEY``/
+``CHATSTREAM_OPENAI_BASE_URL``, so chatstream shares a host app's config
+without taking its names. ``SECRET_KEY`` is the app's own. The code reads
+them through :class:`chatstream.appconfig.Settings`, a view that drops the
+prefix (``settings["HEARTBEAT_S"]``).
+
+:func:`load_environment` copies the environment into an app config
+(``CHATSTREAM_*`` values are parsed as JSON when they can be, so ``15`` is a
+number, as :meth:`flask.Config.from_prefixed_env` does; secrets are kept
+verbatim). :func:`validate` checks each key and raises
+:class:`~chatstream.errors.ConfigError` with one line naming the variable,
+its value and what is allowed.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -74,6 +83,7 @@ SETTINGS: dict[str, Setting] = {
     "MAX_CONNECTIONS_PER_ADDRESS": Setting(
         100, int, 0, 1_000_000, "open connections per client address and worker (gunicorn)"
     ),
+    "SESSION_COOKIE": Setting("chatstream_session", str, help="chatstream's own cookie name"),
 }
 
 #: Settings read from their conventional, unprefixed names.
@@ -93,16 +103,29 @@ def defaults() -> dict[str, Any]:
     return {name: s.default for name, s in SETTINGS.items()}
 
 
-def load_environment(config: MutableMapping[str, Any]) -> None:
-    """Copy the unprefixed variables; prefixed ones come via ``from_prefixed_env``."""
+def load_environment(
+    config: MutableMapping[str, Any], environ: Mapping[str, str] | None = None
+) -> None:
+    """Copy the environment's chatstream settings into an app config, namespaced.
+
+    :param config: a Flask app's config (keys as :func:`config_key` names them).
+    :param environ: the environment (``os.environ`` by default).
+    """
+    environ = os.environ if environ is None else environ
+    for name, raw in environ.items():
+        if not name.startswith(CONFIG_PREFIX):
+            continue
+        if name.removeprefix(CONFIG_PREFIX) in SECRET_SETTINGS:
+            config[name] = raw
+            continue
+        try:
+            config[name] = json.loads(raw)
+        except ValueError:
+            config[name] = raw
     for name in PLAIN_ENV:
-        value = os.environ.get(name)
+        value = environ.get(name)
         if value:
-            config[name] = value
-    for key in SECRET_SETTINGS:
-        value = os.environ.get(f"{PREFIX}_{key}")
-        if value:
-            config[key] = value
+            config[config_key(name)] = value
 
 
 def _env_name(key: str) -> str:
@@ -265,3 +288,29 @@ def summary(config: Mapping[str, Any]) -> str:
 def _access(config: Mapping[str, Any]) -> str:
     kinds = {"password": "ACCESS_PASSWORD", "tokens": "API_TOKENS"}
     return "+".join(kind for kind, key in kinds.items() if config.get(key)) or "open"
+
+
+# -- the namespaced view ---------------------------------------------------------
+
+#: Prefix of chatstream's keys in an app config (the environment variables' names).
+CONFIG_PREFIX = f"{PREFIX}_"
+#: Namespaced in an app config besides :data:`SETTINGS`.
+NAMESPACED_EXTRA = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "SECRET_KEY_GENERATED")
+
+
+def config_key(key: str) -> str:
+    """The app-config key of a chatstream setting (``HEARTBEAT_S`` -> ``CHATSTREAM_HEARTBEAT_S``).
+
+    Any other key (``SECRET_KEY``, ``TESTING``, an already prefixed one) is unchanged.
+    """
+    return CONFIG_PREFIX + key if key in SETTINGS or key in NAMESPACED_EXTRA else key
+
+
+def namespaced(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    """``mapping`` with chatstream's setting names given their prefix (for test configs)."""
+    return {config_key(key): value for key, value in mapping.items()}
+
+
+def env_name(key: str) -> str:
+    """The environment variable that sets ``key`` (``HEARTBEAT_S``: ``CHATSTREAM_HEARTBEAT_S``)."""
+    return _env_name(key)

@@ -34,8 +34,10 @@ generation runner stores an ``error`` event and ends the stream.
 
 from __future__ import annotations
 
+from flask import Blueprint
 from flask import Flask
 from flask import Response
+from flask import current_app
 from flask import jsonify
 from werkzeug.exceptions import HTTPException
 
@@ -211,8 +213,11 @@ def _snake(name: str) -> str:
     return "_".join(name.lower().split())
 
 
-def register_error_handlers(app: Flask) -> None:
-    """Render every error as JSON; never leak a traceback."""
+def register_error_handlers(app: Flask | Blueprint) -> None:
+    """Render every error as JSON; never leak a traceback.
+
+    :param app: chatstream's blueprint (its requests only), or the standalone app.
+    """
 
     @app.errorhandler(RequestError)
     def _request_error(exc: RequestError) -> Response:
@@ -229,5 +234,5 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
-        app.logger.exception("unhandled error")
+        current_app.logger.exception("unhandled error")
         return error_response(500, "internal_error", "Internal server error.")

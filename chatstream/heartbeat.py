@@ -15,7 +15,7 @@ import threading
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .extension import Chatstream
+    from .extension import State as Chatstream
 
 log = logging.getLogger(__name__)
 

@@ -38,6 +38,7 @@ import logging
 import math
 import time
 
+from flask import Blueprint
 from flask import Flask
 from flask import Response
 from flask import current_app
@@ -50,6 +51,7 @@ from limits.storage import MemoryStorage
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
+from .appconfig import Settings
 from .errors import TooManyRequests
 from .errors import error_response
 
@@ -77,22 +79,26 @@ def _storage_uri(redis_url: str | None) -> str:
 
 
 def _not_post() -> bool:
-    return request.method != "POST"
+    # Mounted in a host app, the limiter sees every request: only chatstream's count.
+    return request.method != "POST" or "chatstream" not in request.blueprints
 
 
-def init_limits(app: Flask) -> Limiter | None:
+def init_limits(app: Flask, blueprint: Blueprint) -> Limiter | None:
     """Rate-limit ``POST`` per client address as ``RATE_LIMIT`` says.
 
+    :param blueprint: chatstream's blueprint: only its requests count, and
+        only it answers them with the JSON ``429``.
     :returns: the limiter, or None when ``RATE_LIMIT`` is ``off``.
     """
-    rate: str = app.config["RATE_LIMIT"]
+    settings = Settings(app.config)
+    rate: str = settings["RATE_LIMIT"]
     if rate == "off":
         return None
     limiter = Limiter(
         client_key,
         application_limits=[rate],
         application_limits_exempt_when=_not_post,
-        storage_uri=_storage_uri(app.config["REDIS_URL"]),
+        storage_uri=_storage_uri(settings["REDIS_URL"]),
         strategy="moving-window",
         key_prefix="chatstream",
         headers_enabled=False,
@@ -100,7 +106,7 @@ def init_limits(app: Flask) -> Limiter | None:
     )
     limiter.init_app(app)
 
-    @app.errorhandler(RateLimitExceeded)
+    @blueprint.errorhandler(RateLimitExceeded)
     def _rate_limited(exc: RateLimitExceeded) -> Response:
         error = TooManyRequests(
             f"Too many requests from your address (limit: {exc.description}); "
@@ -182,8 +188,9 @@ class FailedAuth:
 
 def init_failed_auth(app: Flask) -> None:
     """Keep the failed-credential limiter ``AUTH_FAILURE_LIMIT`` asks for (None: ``off``)."""
-    rate: str = app.config["AUTH_FAILURE_LIMIT"]
-    failures = None if rate == "off" else FailedAuth(rate, app.config["REDIS_URL"])
+    settings = Settings(app.config)
+    rate: str = settings["AUTH_FAILURE_LIMIT"]
+    failures = None if rate == "off" else FailedAuth(rate, settings["REDIS_URL"])
     app.extensions[EXTENSION] = failures
 
 

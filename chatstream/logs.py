@@ -15,7 +15,7 @@ import re
 import time
 import uuid
 
-from flask import Flask
+from flask import Blueprint
 from flask import Response
 from flask import g
 from flask import has_request_context
@@ -66,8 +66,8 @@ def configure(log_format: str) -> None:
     logger.addHandler(handler)
 
 
-def init_request_ids(app: Flask) -> None:
-    """Assign, log and echo a request id for every request."""
+def init_request_ids(app: Blueprint) -> None:
+    """Assign, log and echo a request id for every request of chatstream's blueprint."""
 
     @app.before_request
     def _assign() -> None:

@@ -22,10 +22,10 @@ from __future__ import annotations
 import time
 from typing import Protocol
 
-import redis
 from flask import Flask
 from flask import current_app
 
+from .config import config_key
 from .errors import StoreUnavailable
 
 KEY_PREFIX = "chatstream:revoked:"
@@ -65,20 +65,23 @@ class RedisRevocations:
     """
 
     def __init__(self, url: str) -> None:
+        import redis  # the chatstream[redis] extra: imported only when configured
+
         self._redis = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        self._errors: type[Exception] = redis.RedisError
 
     def revoke(self, sid: str, ttl_s: int) -> None:
         """:raises StoreUnavailable: Redis did not take the write."""
         try:
             self._redis.set(KEY_PREFIX + sid, b"1", ex=max(1, ttl_s))
-        except redis.RedisError as exc:
+        except self._errors as exc:
             raise StoreUnavailable(f"Cannot log out right now ({type(exc).__name__}).") from exc
 
     def is_revoked(self, sid: str) -> bool:
         """:raises StoreUnavailable: Redis did not answer (fail closed)."""
         try:
             return bool(self._redis.exists(KEY_PREFIX + sid))
-        except redis.RedisError as exc:
+        except self._errors as exc:
             raise StoreUnavailable(
                 f"Cannot check the login right now ({type(exc).__name__})."
             ) from exc
@@ -90,7 +93,7 @@ def from_config(redis_url: str | None) -> Revocations:
 
 def init_app(app: Flask) -> None:
     """Keep the app's revocation list (Redis with ``REDIS_URL``, else memory)."""
-    app.extensions[EXTENSION] = from_config(app.config["REDIS_URL"])
+    app.extensions[EXTENSION] = from_config(app.config[config_key("REDIS_URL")])
 
 
 def current() -> Revocations:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from . import sse
 
 if TYPE_CHECKING:
-    from .extension import Chatstream
+    from .extension import State as Chatstream
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """The login form for ``CHATSTREAM_ACCESS_PASSWORD`` (see :mod:`chatstream.access`,
-:mod:`chatstream.sessions`).
+:mod:`chatstream.login`).
 
 ``GET /login`` shows the form; ``POST /login`` takes the form field or JSON
 ``{"password"}`` and marks the signed session cookie; ``POST /logout``
@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint
 from flask import abort
-from flask import current_app
 from flask import jsonify
 from flask import redirect
 from flask import render_template
@@ -24,16 +22,18 @@ from flask import url_for
 from flask.typing import ResponseReturnValue
 
 from .. import limits
-from .. import sessions
+from .. import login as login_mark
 from ..errors import TooManyRequests
 from ..errors import Unauthorized
+from ..extension import settings
+from . import page
 
-bp = Blueprint("auth", __name__)
+bp = page
 log = logging.getLogger(__name__)
 
 
 def _require_password() -> None:
-    if not current_app.config.get("ACCESS_PASSWORD"):
+    if not settings().get("ACCESS_PASSWORD"):
         abort(404)
 
 
@@ -50,7 +50,7 @@ def _safe_next(target: object) -> str:
         or "\\" in target
         or any(ord(c) < 32 or ord(c) == 127 for c in target)
     ):
-        return url_for("pages.index")
+        return url_for(".index")
     return target
 
 
@@ -60,16 +60,16 @@ def login_form() -> ResponseReturnValue:
     _require_password()
     target = _safe_next(request.args.get("next"))
     # The session only: a bearer token here would be a guess the limiter never sees.
-    if sessions.has_session(current_app.config):
+    if login_mark.has_session(settings()):
         return redirect(target, 303)
-    return render_template("login.html", next=target, error=None)
+    return render_template("chatstream/login.html", next=target, error=None)
 
 
 @bp.post("/login")
 def login() -> ResponseReturnValue:
     """Check the password; on success mark the session and go on."""
     _require_password()
-    config = current_app.config
+    config = settings()
     payload = request.get_json(silent=True) if request.is_json else None
     data = payload if isinstance(payload, dict) else request.form
     password = data.get("password")
@@ -79,13 +79,17 @@ def login() -> ResponseReturnValue:
     except TooManyRequests as exc:
         if request.is_json:
             raise
-        return render_template("login.html", next=target, error=exc.message), 429, exc.headers
-    if not isinstance(password, str) or not sessions.check_password(config, password):
+        return (
+            render_template("chatstream/login.html", next=target, error=exc.message),
+            429,
+            exc.headers,
+        )
+    if not isinstance(password, str) or not login_mark.check_password(config, password):
         limits.record_failure("login")
         if request.is_json:
             raise Unauthorized("Wrong access password.", code="wrong_password")
-        return render_template("login.html", next=target, error="Wrong password."), 401
-    sessions.log_in(config)
+        return render_template("chatstream/login.html", next=target, error="Wrong password."), 401
+    login_mark.log_in(config)
     if request.is_json:
         return jsonify(status="ok")
     return redirect(target, 303)
@@ -95,7 +99,7 @@ def login() -> ResponseReturnValue:
 def logout() -> ResponseReturnValue:
     """Revoke the login, then forget it (and this browser's latest stream)."""
     _require_password()
-    sessions.log_out()
+    login_mark.log_out()
     if request.is_json:
         return jsonify(status="ok")
-    return redirect(url_for("auth.login_form"), 303)
+    return redirect(url_for(".login_form"), 303)

@@ -14,21 +14,21 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from flask import Blueprint
 from flask import Response
-from flask import current_app
 from flask import request
-from flask import session
 
 from .. import metrics
 from .. import shutdown
 from .. import sse
 from ..errors import BadRequest
 from ..errors import NotFound
-from ..extension import Chatstream
+from ..extension import State as Chatstream
+from ..extension import settings
 from ..extension import state
+from ..session import session
+from . import api
 
-bp = Blueprint("events", __name__, url_prefix="/api")
+bp = api
 
 #: Set by the view itself, so no proxy setting or handler can drop them.
 SSE_HEADERS = {
@@ -80,7 +80,7 @@ def _events(ext: Chatstream, stream_id: str, after: int, retry_ms: int) -> Itera
 
 def event_stream(stream_id: str, after: int) -> Response:
     """The SSE response for ``stream_id``, starting after event ``after``."""
-    generator = _events(state(), stream_id, after, current_app.config["RETRY_MS"])
+    generator = _events(state(), stream_id, after, settings()["RETRY_MS"])
     return Response(generator, status=200, headers=SSE_HEADERS, content_type="text/event-stream")
 
 

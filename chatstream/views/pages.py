@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from flask import Blueprint
+from typing import Any
+
 from flask import Response
-from flask import current_app
 from flask import render_template
 
+from ..extension import settings
 from ..extension import state
+from . import page
 
-bp = Blueprint("pages", __name__)
+bp = page
 
 #: Strict CSP: no inline script or style; model output can never run code.
 CONTENT_SECURITY_POLICY = (
@@ -21,16 +23,20 @@ CONTENT_SECURITY_POLICY = (
 
 @bp.get("/")
 def index() -> str:
-    config = current_app.config
+    config = settings()
     return render_template(
-        "index.html",
+        "chatstream/index.html",
         models=config["MODELS"],
         default_model=config["MODEL"],
         adapter=state().adapter_name,
     )
 
 
-@bp.after_app_request
+@bp.context_processor
+def page_context() -> dict[str, Any]:
+    return {"login_enabled": bool(settings().get("ACCESS_PASSWORD"))}
+
+
 def security_headers(response: Response) -> Response:
     headers = response.headers
     headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)

@@ -9,21 +9,21 @@ the seed's id-less ``EventSource('/api/streaming')``. With
 
 from __future__ import annotations
 
-from flask import Blueprint
 from flask import Response
-from flask import current_app
 from flask import jsonify
 from flask import request
-from flask import session
 from flask import url_for
 
+from ..extension import settings
 from ..extension import state
 from ..limits import client_key
 from ..requests import parse_submission
 from ..requests import read_json
+from ..session import session
+from . import api
 from .events import event_stream
 
-bp = Blueprint("prompts", __name__, url_prefix="/api")
+bp = api
 
 SESSION_KEY = "stream"
 
@@ -36,7 +36,7 @@ def _wants_event_stream() -> bool:
 @bp.post("/streaming")
 def submit() -> Response:
     """Start generating an answer to the submitted conversation."""
-    config = current_app.config
+    config = settings()
     submission = parse_submission(
         read_json(request),
         max_chars=config["MAX_PROMPT_CHARS"],
@@ -48,7 +48,7 @@ def submit() -> Response:
     session[SESSION_KEY] = stream_id
     if _wants_event_stream():
         return event_stream(stream_id, after=0)
-    stream_url = url_for("events.stream", stream_id=stream_id)
+    stream_url = url_for(".stream", stream_id=stream_id)
     response = jsonify(id=stream_id, stream_url=stream_url)
     response.status_code = 202
     response.headers["Location"] = stream_url

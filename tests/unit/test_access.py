@@ -182,7 +182,7 @@ def test_logout_ends_access(browser):
 
 def test_changing_the_password_logs_everybody_out(locked, browser):
     log_in(browser)
-    locked.config["ACCESS_PASSWORD"] = "a new password"
+    locked.config["CHATSTREAM_ACCESS_PASSWORD"] = "a new password"
     assert_json_error(browser.post("/api/streaming", json={"prompt": "x"}), 401, "unauthorized")
 
 
@@ -190,7 +190,7 @@ def test_a_forged_session_cookie_is_refused(locked):
     other = make_app(ACCESS_PASSWORD=PASSWORD, SECRET_KEY="someone else's key").test_client()
     cookie = log_in(other).headers["Set-Cookie"].split(";")[0].split("=", 1)[1]
     client = locked.test_client()
-    client.set_cookie("session", cookie)
+    client.set_cookie("chatstream_session", cookie)
     assert_json_error(client.post("/api/streaming", json={"prompt": "x"}), 401, "unauthorized")
 
 
@@ -352,7 +352,7 @@ def test_delete_body_if_any_must_be_json(client):
 def test_secrets_are_read_verbatim_and_never_echoed(monkeypatch):
     monkeypatch.setenv("CHATSTREAM_ACCESS_PASSWORD", "123456")  # JSON would make it a number
     app = create_app(BASE)
-    assert app.config["ACCESS_PASSWORD"] == "123456"
+    assert app.config["CHATSTREAM_ACCESS_PASSWORD"] == "123456"
     monkeypatch.setenv("CHATSTREAM_API_TOKENS", "short-secret")
     with pytest.raises(ConfigError) as info:
         create_app(BASE)
@@ -391,7 +391,7 @@ def test_logout_revokes_a_copy_of_the_cookie_saved_before_it(locked, browser):
     saved = saved_cookie(log_in(browser))
     assert browser.post("/logout").status_code == 303
     thief = locked.test_client()
-    thief.set_cookie("session", saved)
+    thief.set_cookie("chatstream_session", saved)
     assert_json_error(thief.post("/api/streaming", json={"prompt": "x"}), 401, "unauthorized")
     assert thief.get("/login").status_code == 200  # the form, not "already logged in"
     again = locked.test_client()  # logging in again gives a new, working session
@@ -414,12 +414,18 @@ def test_each_login_is_revoked_alone(locked):
 
 
 def test_a_cookie_signed_before_session_ids_is_not_a_login(locked):
-    from chatstream.sessions import SESSION_KEY
-    from chatstream.sessions import password_mark
+    from chatstream.login import SESSION_KEY
+    from chatstream.login import password_mark
 
+    with locked.app_context():
+        settings = locked.extensions["chatstream"].settings
+        serializer = locked.extensions["chatstream"].session_interface.get_signing_serializer(
+            locked
+        )
+        # a mark but no id to revoke
+        cookie = serializer.dumps({SESSION_KEY: password_mark(settings)})
     client = locked.test_client()
-    with client.session_transaction() as sess:
-        sess[SESSION_KEY] = password_mark(locked.config)  # a mark but no id to revoke
+    client.set_cookie("chatstream_session", cookie)
     assert_json_error(client.post("/api/streaming", json={"prompt": "x"}), 401, "unauthorized")
 
 

@@ -38,17 +38,18 @@ def test_environment_is_loaded(monkeypatch):
     monkeypatch.setenv("CHATSTREAM_MODELS", "demo, other")
     monkeypatch.setenv("SECRET_KEY", "s3cret")
     app = create_app()
-    assert app.config["HEARTBEAT_S"] == 2.5
-    assert app.config["MODELS"] == ["demo", "other"]
+    assert app.config["CHATSTREAM_HEARTBEAT_S"] == 2.5
+    assert app.config["CHATSTREAM_MODELS"] == ["demo", "other"]
     assert app.config["SECRET_KEY"] == "s3cret"
 
 
 def test_default_adapter_is_demo_without_key_and_openai_with(monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    assert create_app().config["ADAPTER"] == "demo"
+    assert create_app().config["CHATSTREAM_ADAPTER"] == "demo"
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     app = create_app()
-    assert app.config["ADAPTER"] == "openai" and app.config["MODEL"] == "gpt-4o-mini"
+    assert app.config["CHATSTREAM_ADAPTER"] == "openai"
+    assert app.config["CHATSTREAM_MODEL"] == "gpt-4o-mini"
 
 
 def test_secret_key_is_generated_with_a_warning(monkeypatch, caplog):

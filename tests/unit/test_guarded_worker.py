@@ -1,4 +1,4 @@
-"""The guarded gevent worker of gunicorn.conf.py (guarded_worker.py): its
+"""The guarded gevent worker of gunicorn.conf.py (chatstream/guarded_worker.py): its
 settings, which peers it caps, and its refusal. The behaviour under a real
 attack is in tests/faults/test_connections.py."""
 
@@ -10,8 +10,8 @@ import logging
 import pytest
 from gunicorn.config import Config
 
-import guarded_worker
 from chatstream import create_app
+from chatstream import guarded_worker
 from chatstream.errors import ConfigError
 from tests.conftest import UNIT_CONFIG
 
@@ -43,7 +43,8 @@ def test_settings_come_from_the_apps_validated_config():
 
 def test_defaults_and_bounds():
     app = create_app(UNIT_CONFIG)
-    assert app.config["HEADER_TIMEOUT_S"] == 10 and app.config["MAX_CONNECTIONS_PER_ADDRESS"] == 100
+    assert app.config["CHATSTREAM_HEADER_TIMEOUT_S"] == 10
+    assert app.config["CHATSTREAM_MAX_CONNECTIONS_PER_ADDRESS"] == 100
     with pytest.raises(ConfigError, match="CHATSTREAM_HEADER_TIMEOUT_S"):
         create_app({**UNIT_CONFIG, "HEADER_TIMEOUT_S": 0})
     with pytest.raises(ConfigError, match="CHATSTREAM_MAX_CONNECTIONS_PER_ADDRESS"):

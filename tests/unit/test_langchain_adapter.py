@@ -484,7 +484,8 @@ def test_default_is_chat_openai_from_the_openai_settings(monkeypatch):
     # Cooperative: one shared pool. Blocking under gevent: a pool per generation.
     assert adapter_factory.per_generation is None
     monkeypatch.setattr(langchain_chat, "gevent_active", lambda: True)
-    blocking = langchain_chat.factory({**app.config, "LANGCHAIN_BLOCKING": True})
+    settings = app.extensions["chatstream"].settings
+    blocking = langchain_chat.factory({**settings, "LANGCHAIN_BLOCKING": True})
     assert blocking.per_generation is not None
 
 

@@ -50,7 +50,7 @@ def test_over_the_limit_is_a_json_429_with_retry_after():
 
 def test_the_default_is_60_a_minute():
     app = make_app()
-    assert app.config["RATE_LIMIT"] == "60/minute"
+    assert app.config["CHATSTREAM_RATE_LIMIT"] == "60/minute"
     client = app.test_client()
     for _ in range(60):
         assert client.post("/api/streaming", json={"prompt": ""}).status_code == 400
@@ -103,7 +103,7 @@ def test_without_proxy_fix_a_forged_forwarded_for_buys_nothing():
 @pytest.mark.parametrize("value", ["off", "0", 0, False, "OFF"])
 def test_off_disables_the_limiter(value):
     app = make_app(RATE_LIMIT=value)
-    assert app.config["RATE_LIMIT"] == "off" and "limiter" not in app.extensions
+    assert app.config["CHATSTREAM_RATE_LIMIT"] == "off" and "limiter" not in app.extensions
     client = app.test_client()
     for _ in range(100):
         assert client.post("/api/streaming", json={"prompt": ""}).status_code == 400
@@ -111,7 +111,7 @@ def test_off_disables_the_limiter(value):
 
 @pytest.mark.parametrize("value", ["30 per minute", "10/second;500/day", "5 per 2 hours"])
 def test_rate_notation(value):
-    assert make_app(RATE_LIMIT=value).config["RATE_LIMIT"] == value
+    assert make_app(RATE_LIMIT=value).config["CHATSTREAM_RATE_LIMIT"] == value
 
 
 @pytest.mark.parametrize("value", ["fast", "10/fortnight", "-1/minute", "minute", 7])
@@ -170,7 +170,7 @@ def test_per_client_stream_cap_is_a_json_429():
 
 
 def test_default_cap_is_8_and_0_means_no_cap():
-    assert make_app().config["MAX_STREAMS_PER_CLIENT"] == 8
+    assert make_app().config["CHATSTREAM_MAX_STREAMS_PER_CLIENT"] == 8
     client = make_app(RATE_LIMIT="off", MAX_STREAMS_PER_CLIENT=0).test_client()
     urls = [client.post("/api/streaming", json=SLOW).json["stream_url"] for _ in range(12)]
     for url in urls:
@@ -239,8 +239,8 @@ def _failing_factory():
 
 
 def test_auth_failure_limit_default_and_validation():
-    assert make_app().config["AUTH_FAILURE_LIMIT"] == "10/minute;100/day"
-    assert make_app(AUTH_FAILURE_LIMIT="OFF").config["AUTH_FAILURE_LIMIT"] == "off"
+    assert make_app().config["CHATSTREAM_AUTH_FAILURE_LIMIT"] == "10/minute;100/day"
+    assert make_app(AUTH_FAILURE_LIMIT="OFF").config["CHATSTREAM_AUTH_FAILURE_LIMIT"] == "off"
     with pytest.raises(ConfigError, match="CHATSTREAM_AUTH_FAILURE_LIMIT"):
         make_app(AUTH_FAILURE_LIMIT="lots")
 

@@ -30,14 +30,14 @@ def seen(app, headers=FORWARDED):
 
 
 def test_off_by_default_the_peer_is_the_client():
-    assert create_app(BASE).config["PROXY_FIX"] is None
+    assert create_app(BASE).config["CHATSTREAM_PROXY_FIX"] is None
     assert seen(create_app(BASE)) == ("10.0.0.2", "http")
 
 
 @pytest.mark.parametrize("value", [1, "1", "x_for=1,x_proto=1", " x_for = 1 , x_proto=1"])
 def test_one_hop_trusts_only_the_appended_address(value):
     app = create_app({**BASE, "PROXY_FIX": value})
-    assert app.config["PROXY_FIX"] == hops(x_for=1, x_proto=1)
+    assert app.config["CHATSTREAM_PROXY_FIX"] == hops(x_for=1, x_proto=1)
     assert seen(app) == ("198.51.100.7", "https")
 
 
@@ -48,15 +48,15 @@ def test_two_hops_and_explicit_headers():
 
 def test_zero_is_off():
     app = create_app({**BASE, "PROXY_FIX": "x_for=0"})
-    assert app.config["PROXY_FIX"] is None
+    assert app.config["CHATSTREAM_PROXY_FIX"] is None
     assert seen(app) == ("10.0.0.2", "http")
 
 
 def test_from_the_environment(monkeypatch):
     monkeypatch.setenv("CHATSTREAM_PROXY_FIX", "1")  # parsed as JSON: the int 1
-    assert create_app(BASE).config["PROXY_FIX"] == hops(x_for=1, x_proto=1)
+    assert create_app(BASE).config["CHATSTREAM_PROXY_FIX"] == hops(x_for=1, x_proto=1)
     monkeypatch.setenv("CHATSTREAM_PROXY_FIX", "x_for=1,x_host=1")
-    assert create_app(BASE).config["PROXY_FIX"] == hops(x_for=1, x_host=1)
+    assert create_app(BASE).config["CHATSTREAM_PROXY_FIX"] == hops(x_for=1, x_host=1)
 
 
 @pytest.mark.parametrize("value", ["yes", "x_forr=1", "x_for=-1", "x_for=1,", "x_for=99", "true"])

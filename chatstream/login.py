@@ -1,8 +1,9 @@
-"""The login cookie: Flask's signed session, marked at login, revoked at logout.
+"""The login: chatstream's session marked at login, revoked at logout.
 
-``POST /login`` with the right ``CHATSTREAM_ACCESS_PASSWORD`` marks the
-session with an HMAC of the password (changing the password logs everybody
-out) and a random session id. ``POST /logout`` records that id in
+The cookie is chatstream's own (:mod:`chatstream.session`). ``POST /login``
+with the right ``CHATSTREAM_ACCESS_PASSWORD`` marks the session with an HMAC
+of the password (changing the password logs everybody out) and a random
+session id. ``POST /logout`` records that id in
 :mod:`chatstream.revocations` (Redis when configured) before clearing the
 cookie, so a copy of the cookie saved before logout is refused afterwards.
 
@@ -17,40 +18,14 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask
 from flask import current_app
-from flask import request
-from flask import session
-from flask.sessions import SecureCookieSessionInterface
 
 from . import revocations
+from .session import session
 
 SESSION_KEY = "access"
 #: The login's random id in the cookie: what ``POST /logout`` revokes.
 SID_KEY = "sid"
-
-
-class SessionInterface(SecureCookieSessionInterface):
-    """Flask's signed cookie session, ``Secure`` whenever the request is HTTPS.
-
-    Flask builds a new ``itsdangerous`` serializer twice per request (open and
-    save); that was a third of a prompt POST's CPU. The serializer depends only
-    on the secret keys, so it is built once per key set and reused.
-    """
-
-    def __init__(self) -> None:
-        self._serializer: Any = None
-        self._serializer_keys: Any = None
-
-    def get_signing_serializer(self, app: Flask) -> Any:
-        keys = (app.secret_key, app.config.get("SECRET_KEY_FALLBACKS"))
-        if self._serializer is None or keys != self._serializer_keys:
-            self._serializer = super().get_signing_serializer(app)
-            self._serializer_keys = keys
-        return self._serializer
-
-    def get_cookie_secure(self, app: Flask) -> bool:
-        return bool(app.config["SESSION_COOKIE_SECURE"]) or request.is_secure
 
 
 def password_mark(config: Mapping[str, Any]) -> str:

@@ -1,6 +1,6 @@
 """gunicorn's gevent worker, guarded against idle and half-open connections (slowloris).
 
-``gunicorn.conf.py`` names :class:`GuardedGeventWorker` as its worker class. It is
+``chatstream.gunicorn_conf`` names :class:`GuardedGeventWorker` as its worker class. It is
 gunicorn's own ``GeventWorker`` with two guards that gunicorn has no setting for:
 
 * **Header timeout.** A new connection must deliver its first request's line
@@ -25,11 +25,11 @@ up to the header timeout (or ``keepalive`` after one complete request). A
 proxy in front (``deploy/nginx.conf``) holds idle connections far more
 cheaply and passes on only complete requests.
 
-This module lives beside ``wsgi.py``, outside the ``chatstream`` package: the
-gunicorn master imports the worker class before forking, and importing the
-package there would import Flask, redis and ``ssl`` before the worker's
-monkey-patching. The settings are read from the app's validated config
-(``chatstream.config``) once the worker has loaded it.
+The gunicorn master imports the worker class before forking: this module
+imports only gevent and gunicorn (``import chatstream`` loads no Flask, redis
+or ``ssl``), so nothing is imported before the worker's monkey-patching. The
+settings are read from the app's validated config (``CHATSTREAM_*`` keys)
+once the worker has loaded it.
 """
 
 from __future__ import annotations
@@ -46,9 +46,9 @@ from gunicorn.workers.ggevent import GeventWorker
 
 #: Used when the WSGI app is not a chatstream app (no validated config).
 DEFAULTS: dict[str, Any] = {
-    "HEADER_TIMEOUT_S": 10.0,
-    "MAX_CONNECTIONS_PER_ADDRESS": 100,
-    "PROXY_FIX": None,
+    "CHATSTREAM_HEADER_TIMEOUT_S": 10.0,
+    "CHATSTREAM_MAX_CONNECTIONS_PER_ADDRESS": 100,
+    "CHATSTREAM_PROXY_FIX": None,
 }
 
 _BODY = (
@@ -76,7 +76,7 @@ def peer_host(addr: Any) -> str | None:
     return None
 
 
-class GuardedGeventWorker(GeventWorker):
+class GuardedGeventWorker(GeventWorker):  # type: ignore[misc]
     """``GeventWorker`` plus a header timeout and a per-address connection cap."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -95,10 +95,10 @@ class GuardedGeventWorker(GeventWorker):
     def load_wsgi(self) -> None:
         super().load_wsgi()
         config = {**DEFAULTS, **dict(getattr(self.wsgi, "config", None) or {})}
-        self.header_timeout = float(config["HEADER_TIMEOUT_S"])
+        self.header_timeout = float(config["CHATSTREAM_HEADER_TIMEOUT_S"])
         # Behind a proxy every client arrives from the proxy's address.
-        cap = int(config["MAX_CONNECTIONS_PER_ADDRESS"])
-        self.max_per_address = 0 if config["PROXY_FIX"] else cap
+        cap = int(config["CHATSTREAM_MAX_CONNECTIONS_PER_ADDRESS"])
+        self.max_per_address = 0 if config["CHATSTREAM_PROXY_FIX"] else cap
         allowed = list(self.cfg.forwarded_allow_ips)
         self._trust_all = "*" in allowed
         self._trusted = [ipaddress.ip_network(a, strict=False) for a in allowed if a != "*"]

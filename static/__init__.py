@@ -1,0 +1,1 @@
+"""The chat page's assets, installed as ``chatstream.static`` (see setup.cfg)."""
