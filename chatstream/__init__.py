@@ -27,8 +27,8 @@ from .concurrency import get_driver
 from .errors import register_error_handlers
 from .extension import Chatstream
 from .generation import Runner
-from .heartbeat import Ticker
 from .limits import init_limits
+from .readers import Readers
 from .streams import MemoryStreamStore
 from .streams import StreamStore
 
@@ -86,9 +86,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         driver=driver,
         adapter_name=factory.name,
         config=dict(app.config),
+        readers=Readers(store, driver, app.config["HEARTBEAT_S"]),
     )
     ext = app.extensions["chatstream"]
-    ext.ticker = Ticker(ext, app.config["HEARTBEAT_S"])
     shutdown.register(ext)
     log.info("chatstream ready: %s driver=%s", settings.summary(app.config), driver.name)
 

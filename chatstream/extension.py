@@ -9,6 +9,7 @@ from flask import current_app
 
 from .concurrency import Driver
 from .generation import Runner
+from .readers import Readers
 from .streams import StreamStore
 
 
@@ -21,12 +22,8 @@ class Chatstream:
     driver: Driver
     adapter_name: str
     config: dict[str, Any]
-    #: SSE responses open in this process right now.
-    readers: int = 0
-    #: Set by :mod:`chatstream.shutdown`: readers are told to reconnect.
-    draining: bool = False
-    #: Wakes waiting readers every ``HEARTBEAT_S`` (set up by ``create_app``).
-    ticker: Any = None
+    #: The open SSE readers: count, heartbeat, draining (:mod:`chatstream.readers`).
+    readers: Readers
 
 
 def state() -> Chatstream:

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import Any
 
+from . import event_ids
 from . import metrics
 from . import sse
 from .adapters.base import AdapterFactory
@@ -168,6 +169,7 @@ class Runner:
     def _run(self, generation: _Generation) -> None:
         writer, adapter = generation.writer, generation.adapter
         seq = 0
+        scope = event_ids.scope(generation.stream_id)  # ids name their stream
         first_token_at: float | None = None
         limit = self.max_events - 1  # room for the terminal event
         finish = Finish("stop")
@@ -185,7 +187,7 @@ class Runner:
                 seq += 1
                 if seq == 1:
                     first_token_at = time.monotonic()
-                writer.append([sse.encode_token(item, seq)])
+                writer.append([sse.encode_token(item, seq, scope)])
                 if seq % YIELD_EVERY == 0:
                     self.driver.sleep(0)
                 if writer.cancel_reason is not None:
@@ -199,7 +201,9 @@ class Runner:
                 log.exception("adapter close failed")
             self.running.pop(generation.stream_id, None)
             self._release(generation.client)
-        frame, reason, error_code = self._terminal(writer.cancel_reason, finish, failure, seq + 1)
+        frame, reason, error_code = self._terminal(
+            writer.cancel_reason, finish, failure, seq + 1, scope
+        )
         writer.append([frame], final=True)
         ended = time.monotonic()
         metrics.stream_finished(
@@ -231,24 +235,28 @@ class Runner:
         finish: Finish,
         failure: BaseException | None,
         event_id: int,
+        scope: str = "",
     ) -> tuple[bytes, str, str | None]:
         """The terminal frame, the outcome (stop|length|cancelled|error), the error code."""
         if cancel_reason is not None:
             error = CANCEL_ERRORS.get(cancel_reason)
             if error is None:
-                frame = sse.encode_json({"finish_reason": "cancelled"}, event="end", id=event_id)
+                frame = sse.encode_json(
+                    {"finish_reason": "cancelled"}, event="end", id=event_id, scope=scope
+                )
                 return frame, "cancelled", None
             failure = error
         if failure is not None:
             if not isinstance(failure, ChatstreamError):
                 log.error("generation failed", exc_info=failure)
                 failure = ChatstreamError("The model failed to answer.", code="generation_failed")
-            frame = sse.encode_json(failure.to_dict(), event="error", id=event_id)
+            frame = sse.encode_json(failure.to_dict(), event="error", id=event_id, scope=scope)
             return frame, "error", failure.code
         payload: dict[str, Any] = {"finish_reason": finish.reason}
         if finish.usage:
             payload["usage"] = dict(finish.usage)
-        return sse.encode_json(payload, event="end", id=event_id), finish.reason, None
+        frame = sse.encode_json(payload, event="end", id=event_id, scope=scope)
+        return frame, finish.reason, None
 
     # -- lifecycle ----------------------------------------------------------
 

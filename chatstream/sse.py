@@ -11,10 +11,16 @@ WHATWG HTML "server-sent events" section, 9.2.6 *Interpreting an event stream*:
   write exactly one (a value starting with a space keeps it);
 * ``id`` must not contain LF, CR or NUL (the parser ignores such an id),
   ``event`` must not contain a line break;
-* a line starting with ``:`` is a comment: we use it as a heartbeat.
+* a line starting with ``:`` is a comment: we use it as a heartbeat;
+* an event without an ``id`` field leaves the client's last event id as it
+  was, so an id-less event (an error that is not part of the stream, a
+  "reconnect" notice) never moves the position a reconnect resumes from.
 
 chatstream's token events carry JSON, which never contains a raw line break,
 but :func:`encode` frames any text correctly so it can be property-tested.
+
+Event ids are ``<scope><seq>``: ``scope`` names the stream
+(:mod:`chatstream.event_ids`), ``seq`` is the position 1, 2, 3, ...
 """
 
 from __future__ import annotations
@@ -32,6 +38,10 @@ _STRING = json.encoder.encode_basestring  # C-accelerated JSON string escaping
 
 #: A comment line; proxies and browsers see traffic, EventSource ignores it.
 HEARTBEAT = b": ping\n\n"
+
+#: Every event stream says its charset: text/* without one is ISO-8859-1 to
+#: HTTP libraries such as requests (RFC 2616 3.7.1), which garbles UTF-8 text.
+CONTENT_TYPE = "text/event-stream; charset=utf-8"
 
 
 def encode(
@@ -66,24 +76,43 @@ def encode(
     return "".join(parts).encode("utf-8")
 
 
-def encode_json(payload: Mapping[str, object], *, event: str, id: int | str) -> bytes:
+def encode_json(
+    payload: Mapping[str, object], *, event: str, id: int | str | None = None, scope: str = ""
+) -> bytes:
     """Frame one event whose data is compact JSON (never holds a raw newline).
 
     ``ensure_ascii=False`` keeps UTF-8 text compact; U+2028/U+2029 are legal
     inside SSE data lines (only CR and LF end a line) and inside JSON strings.
+
+    :param id: the event's position; ``None`` frames an id-less event, which
+        leaves the client's ``Last-Event-ID`` where it was (the one way
+        chatstream builds error and notice frames that are not stream events).
+    :param scope: the stream's id prefix (:func:`chatstream.event_ids.scope`).
     """
-    return f"id: {id}\nevent: {event}\ndata: {_JSON(payload)}\n\n".encode()
+    if id is None:
+        return f"event: {event}\ndata: {_JSON(payload)}\n\n".encode()
+    return f"id: {scope}{id}\nevent: {event}\ndata: {_JSON(payload)}\n\n".encode()
 
 
-def encode_token(text: str, id: int) -> bytes:
+def encode_token(text: str, id: int, scope: str = "") -> bytes:
     """Frame one ``newToken`` event: the hot path, once per token.
 
-    Same bytes as ``encode_json({"token": text}, event="newToken", id=id)``,
+    Same bytes as ``encode_json({"token": text}, event="newToken", id=id, scope=scope)``,
     with the C string escaper instead of a whole JSON encoder pass.
     """
-    return f'id: {id}\nevent: newToken\ndata: {{"token":{_STRING(text)}}}\n\n'.encode()
+    return f'id: {scope}{id}\nevent: newToken\ndata: {{"token":{_STRING(text)}}}\n\n'.encode()
+
+
+def retry_field(milliseconds: int) -> bytes:
+    """The ``retry:`` line, sent in the same block as a stream's first event.
+
+    A block holding only ``retry:`` is valid SSE, but lenient parsers
+    (httpx-sse, ``@microsoft/fetch-event-source``) turn it into an empty
+    message event; riding on a real event it is never seen as one.
+    """
+    return f"retry: {int(milliseconds)}\n".encode()
 
 
 def retry_line(milliseconds: int) -> bytes:
-    """The stream preamble that sets the browser's reconnection delay."""
+    """A block holding only ``retry:`` (for tests and tools; streams use :func:`retry_field`)."""
     return f"retry: {int(milliseconds)}\n\n".encode()
