@@ -24,7 +24,12 @@ class CuttingProxy:
         self._lock = threading.Lock()
         self._cut_after = 0
         self._cuts_left = 0
+        self._methods: tuple[bytes, ...] = (b"GET ",)
+        self._hold_reconnects = False
+        self._released = threading.Event()
         self.cuts = 0
+        #: Event-stream requests waiting for :meth:`release` (``hold_reconnects``).
+        self.held = 0
         self._stopped = False
         self._sockets: set[socket.socket] = set()
         threading.Thread(target=self._accept, daemon=True).start()
@@ -33,10 +38,31 @@ class CuttingProxy:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def arm(self, after_events: int, times: int = 1) -> None:
-        """Cut the next ``times`` event-stream responses after ``after_events`` events."""
+    def arm(
+        self,
+        after_events: int,
+        times: int = 1,
+        *,
+        methods: tuple[str, ...] = ("GET",),
+        hold_reconnects: bool = False,
+    ) -> None:
+        """Cut the next ``times`` event-stream responses after ``after_events`` events.
+
+        :param methods: requests that count as event-stream requests (with
+            ``Accept: text/event-stream``); ``("GET", "POST")`` for the POST form.
+        :param hold_reconnects: after a cut, hold every later event-stream
+            request until :meth:`release` (to order other requests before a
+            client's reconnect without depending on timing).
+        """
         with self._lock:
             self._cut_after, self._cuts_left = after_events, times
+            self._methods = tuple(f"{m} ".encode() for m in methods)
+            self._hold_reconnects = hold_reconnects
+            self._released.clear()
+
+    def release(self) -> None:
+        """Let held reconnects through."""
+        self._released.set()
 
     def _accept(self) -> None:
         while not self._stopped:
@@ -65,7 +91,11 @@ class CuttingProxy:
     def _pump_requests(self, src: socket.socket, dst: socket.socket, state: dict) -> None:
         try:
             while data := src.recv(65536):
-                if data.startswith(b"GET ") and b"text/event-stream" in data.lower():
+                if data.startswith(self._methods) and b"text/event-stream" in data.lower():
+                    if self._hold_reconnects and self.cuts:
+                        with self._lock:
+                            self.held += 1
+                        self._released.wait(30)  # bounded: a failing test ends
                     with self._lock:
                         if self._cuts_left > 0:
                             self._cuts_left -= 1
