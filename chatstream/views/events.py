@@ -25,7 +25,7 @@ bp = Blueprint("events", __name__, url_prefix="/api")
 @bp.get("/streaming/<stream_id>")
 def stream(stream_id: str) -> Response:
     """Replay the stream from the start, or resume after ``Last-Event-ID``."""
-    return resume(stream_id, request.headers.get("Last-Event-ID", ""))
+    return resume(stream_id, request.headers.get("Last-Event-ID", ""), stream_headers(stream_id))
 
 
 @bp.get("/streaming")
