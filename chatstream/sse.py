@@ -12,6 +12,12 @@ WHATWG HTML "server-sent events" section, 9.2.6 *Interpreting an event stream*:
 * ``id`` must not contain LF, CR or NUL (the parser ignores such an id),
   ``event`` must not contain a line break;
 * a line starting with ``:`` is a comment: we use it as a heartbeat;
+* ``id`` is the *last* field of every event: a client should take the id
+  only when the event is dispatched (at the blank line), but
+  ``@microsoft/fetch-event-source`` takes it as soon as the line is parsed,
+  so after a cut inside an event it would resume *past* the event it never
+  got. Last, the id is parsed only once the data is complete: the window
+  shrinks from the whole frame to its final newline (any order is valid SSE);
 * an event without an ``id`` field leaves the client's last event id as it
   was, so an id-less event (an error that is not part of the stream, a
   "reconnect" notice) never moves the position a reconnect resumes from.
@@ -60,10 +66,6 @@ def encode(
     :raises ValueError: if ``event`` or ``id`` holds a line break (or ``id`` a NUL).
     """
     parts: list[str] = []
-    if id is not None:
-        if "\0" in id or _LINE_BREAK.search(id):
-            raise ValueError("SSE id must not contain CR, LF or NUL")
-        parts.append(f"id: {id}\n")
     if event is not None:
         if _LINE_BREAK.search(event):
             raise ValueError("SSE event name must not contain CR or LF")
@@ -72,6 +74,10 @@ def encode(
         parts.append(f"retry: {int(retry)}\n")
     for line in _LINE_BREAK.split(data):
         parts.append(f"data: {line}\n")
+    if id is not None:  # last: see the module docstring
+        if "\0" in id or _LINE_BREAK.search(id):
+            raise ValueError("SSE id must not contain CR, LF or NUL")
+        parts.append(f"id: {id}\n")
     parts.append("\n")
     return "".join(parts).encode("utf-8")
 
@@ -91,7 +97,7 @@ def encode_json(
     """
     if id is None:
         return f"event: {event}\ndata: {_JSON(payload)}\n\n".encode()
-    return f"id: {scope}{id}\nevent: {event}\ndata: {_JSON(payload)}\n\n".encode()
+    return f"event: {event}\ndata: {_JSON(payload)}\nid: {scope}{id}\n\n".encode()
 
 
 def encode_token(text: str, id: int, scope: str = "") -> bytes:
@@ -100,7 +106,7 @@ def encode_token(text: str, id: int, scope: str = "") -> bytes:
     Same bytes as ``encode_json({"token": text}, event="newToken", id=id, scope=scope)``,
     with the C string escaper instead of a whole JSON encoder pass.
     """
-    return f'id: {scope}{id}\nevent: newToken\ndata: {{"token":{_STRING(text)}}}\n\n'.encode()
+    return f'event: newToken\ndata: {{"token":{_STRING(text)}}}\nid: {scope}{id}\n\n'.encode()
 
 
 def retry_field(milliseconds: int) -> bytes:

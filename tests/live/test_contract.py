@@ -50,7 +50,7 @@ def test_headers_and_retry_on_the_first_event(server, client):
         body = response.read()
     # Only comments may come before it; ``retry:`` shares the first event's block.
     first_block = body.split(b"\n\n")[0] if not body.startswith(b":") else body.split(b"\n\n")[1]
-    assert first_block.startswith(b"retry: 1000\nid: ") and b"event: newToken" in first_block
+    assert first_block.startswith(b"retry: 1000\nevent: newToken\ndata: ")
 
 
 def test_demo_default_reply_is_markdown(server, client):

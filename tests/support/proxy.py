@@ -26,6 +26,7 @@ class CuttingProxy:
         self._cuts_left = 0
         self._methods: tuple[bytes, ...] = (b"GET ",)
         self._hold_reconnects = False
+        self._drop_bytes = 7
         self._released = threading.Event()
         self.cuts = 0
         #: Event-stream requests waiting for :meth:`release` (``hold_reconnects``).
@@ -45,6 +46,7 @@ class CuttingProxy:
         *,
         methods: tuple[str, ...] = ("GET",),
         hold_reconnects: bool = False,
+        drop_bytes: int = 7,
     ) -> None:
         """Cut the next ``times`` event-stream responses after ``after_events`` events.
 
@@ -53,11 +55,14 @@ class CuttingProxy:
         :param hold_reconnects: after a cut, hold every later event-stream
             request until :meth:`release` (to order other requests before a
             client's reconnect without depending on timing).
+        :param drop_bytes: bytes of the last read withheld at the cut (1: only
+            the blank line that would end the last event).
         """
         with self._lock:
             self._cut_after, self._cuts_left = after_events, times
             self._methods = tuple(f"{m} ".encode() for m in methods)
             self._hold_reconnects = hold_reconnects
+            self._drop_bytes = drop_bytes
             self._released.clear()
 
     def release(self) -> None:
@@ -115,7 +120,7 @@ class CuttingProxy:
                         # Forward a partial frame, then drop: the browser must
                         # discard the incomplete event and resume after the
                         # last complete one.
-                        dst.sendall(data[: max(1, len(data) - 7)])
+                        dst.sendall(data[: max(1, len(data) - self._drop_bytes)])
                         self.cuts += 1
                         break
                 dst.sendall(data)

@@ -38,7 +38,7 @@ class _Fragments(httpx.SyncByteStream):
 
 
 def test_encode_exact_bytes():
-    assert sse.encode("hi", event="newToken", id="7") == (b"id: 7\nevent: newToken\ndata: hi\n\n")
+    assert sse.encode("hi", event="newToken", id="7") == (b"event: newToken\ndata: hi\nid: 7\n\n")
     assert sse.encode("a\r\nb\rc\nd") == b"data: a\ndata: b\ndata: c\ndata: d\n\n"
     assert sse.encode("", retry=3000) == b"retry: 3000\ndata: \n\n"
     assert sse.encode(" lead") == b"data:  lead\n\n"
@@ -46,7 +46,13 @@ def test_encode_exact_bytes():
 
 def test_encode_json_exact_bytes():
     frame = sse.encode_json({"token": "é\n"}, event="newToken", id=3)
-    assert frame == 'id: 3\nevent: newToken\ndata: {"token":"é\\n"}\n\n'.encode()
+    assert frame == 'event: newToken\ndata: {"token":"é\\n"}\nid: 3\n\n'.encode()
+    scoped = sse.encode_json({"a": 1}, event="end", id=3, scope="AbCdEf.")
+    assert scoped == b'event: end\ndata: {"a":1}\nid: AbCdEf.3\n\n'
+    assert sse.encode_json({"a": 1}, event="error") == b'event: error\ndata: {"a":1}\n\n'
+    assert sse.encode_token("7 ", 8, "AbCdEf.") == (
+        b'event: newToken\ndata: {"token":"7 "}\nid: AbCdEf.8\n\n'
+    )
 
 
 def test_heartbeat_and_retry_are_ignored_by_parsers():
