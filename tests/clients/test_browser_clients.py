@@ -26,8 +26,7 @@ from tests.support.client import wait_until
 PAGE_TIMEOUT_MS = 30_000
 
 #: In-page helpers: POST, and read ``EventSource(url)`` to its end.
-HELPERS = (
-    """
+HELPERS = """
 window.post = async (options) => {
   const res = await fetch('/api/streaming', {
     method: 'POST', headers: {'Content-Type': 'application/json'},
@@ -47,11 +46,9 @@ window.readAll = (url) => new Promise((resolve) => {
     if (e.data !== undefined) finish({error: JSON.parse(e.data)});
     else if (source.readyState === EventSource.CLOSED) finish({closed: true});
   });
-  setTimeout(() => finish({timeout: true}), %d);
+  setTimeout(() => finish({timeout: true}), PAGE_TIMEOUT_MS);
 });
-"""
-    % PAGE_TIMEOUT_MS
-)
+""".replace("PAGE_TIMEOUT_MS", str(PAGE_TIMEOUT_MS))
 
 
 @pytest.fixture
@@ -126,8 +123,10 @@ def _serve_fetch_event_source(route: Route) -> None:
 
 @pytest.mark.parametrize(
     "drop_bytes",
+    # 7 bytes withheld cut inside the event's id line (its last); 1 byte (the
+    # blank line) leaves its id line complete but the event unended.
     [7, 1],
-    ids=["cut-inside-the-id", "cut-before-the-final-newline"],
+    ids=["cut-inside-the-id", "cut-before-the-blank-line"],
 )
 def test_fetch_event_source_post_form_readme_example(context, proxy, drop_bytes):
     """A cut before an event's final newline: the library has taken its id, the

@@ -55,8 +55,9 @@ class CuttingProxy:
         :param hold_reconnects: after a cut, hold every later event-stream
             request until :meth:`release` (to order other requests before a
             client's reconnect without depending on timing).
-        :param drop_bytes: bytes of the last read withheld at the cut (1: only
-            the blank line that would end the last event).
+        :param drop_bytes: bytes of the last event withheld at the cut (7:
+            the cut falls inside chatstream's ``id:`` line, the event's last;
+            1: only the blank line that would end the event is missing).
         """
         with self._lock:
             self._cut_after, self._cuts_left = after_events, times
@@ -115,12 +116,15 @@ class CuttingProxy:
         try:
             while data := src.recv(65536):
                 if state["limit"]:
+                    before = state["seen"]
                     state["seen"] += data.count(b"event: ")
                     if state["seen"] >= state["limit"]:
-                        # Forward a partial frame, then drop: the browser must
-                        # discard the incomplete event and resume after the
-                        # last complete one.
-                        dst.sendall(data[: max(1, len(data) - self._drop_bytes)])
+                        # Forward the response up to ``drop_bytes`` before the
+                        # end of its ``limit``-th event, then drop: the client
+                        # must discard the incomplete event and resume after
+                        # the last complete one. Events after it in this read
+                        # are never forwarded, however fast the server was.
+                        dst.sendall(data[: self._cut_at(data, state["limit"] - before)])
                         self.cuts += 1
                         break
                 dst.sendall(data)
@@ -130,6 +134,15 @@ class CuttingProxy:
             _shutdown(src, dst)
             for sock in (src, dst):
                 sock.close()
+
+    def _cut_at(self, data: bytes, nth: int) -> int:
+        """Where to cut ``data``: ``drop_bytes`` before the end of its ``nth`` event."""
+        start = -1
+        for _ in range(nth):
+            start = data.index(b"event: ", start + 1)
+        end = data.find(b"\n\n", start)
+        end = len(data) if end < 0 else end + 2  # the event ends in a later read
+        return max(start + 1, end - self._drop_bytes)
 
     def close(self) -> None:
         self._stopped = True
