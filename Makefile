@@ -6,7 +6,10 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: serve dev test test-unit check bench system-deps clean
+.PHONY: serve dev test test-unit test-clients check bench system-deps clean
+
+# The npm SSE clients tests/clients runs (pinned by its package-lock.json).
+CLIENTS_NODE_MODULES := tests/clients/node_modules/.package-lock.json
 
 $(VENV)/.installed: setup.cfg pyproject.toml requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,9 +28,17 @@ dev: $(VENV)/.installed
 system-deps:
 	./scripts/install-system-deps.sh
 
-## The whole test suite: unit, live gunicorn, Redis, nginx, browser.
-test: $(VENV)/.installed system-deps
+$(CLIENTS_NODE_MODULES): tests/clients/package.json tests/clients/package-lock.json
+	cd tests/clients && npm ci --no-audit --no-fund
+	touch $@
+
+## The whole test suite: unit, live gunicorn, Redis, nginx, browser, third-party clients.
+test: $(VENV)/.installed system-deps $(CLIENTS_NODE_MODULES)
 	$(PY) -m pytest
+
+## Only the third-party SSE clients (tests/clients).
+test-clients: $(VENV)/.installed $(CLIENTS_NODE_MODULES)
+	$(PY) -m pytest tests/clients
 
 test-unit: $(VENV)/.installed
 	$(PY) -m pytest tests/unit
@@ -38,7 +49,7 @@ check: $(VENV)/.installed
 	$(VENV)/bin/mypy
 
 clean:
-	rm -rf $(VENV) test-artifacts .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) test-artifacts .pytest_cache .mypy_cache .ruff_cache tests/clients/node_modules
 
 ## Benchmark chatstream against its peers (see bench/README.md).
 ## BENCH_ARGS="--quick" for a ~2 minute smoke check; "-s S1-1000 S3 -t node" to pick.
