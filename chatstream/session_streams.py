@@ -17,7 +17,11 @@ without a stream id resolves as follows.
 * **Without** ``Last-Event-ID`` (a first GET): the *oldest stream of this
   session that no reader has opened yet* and that is younger than
   ``ATTACH_GRACE_S`` (older unread ones are cancelled by then); if there is
-  none, the latest (a reload replays the last answer). Two tabs that each
+  none, the latest (a reload replays the last answer). "Opened" is known two
+  ways: the store's reader presence (cluster-wide, what tells two tabs'
+  concurrent GETs apart) and the session's own ``claimed`` tags (set when
+  this session's GET or POST form served the stream; the Redis store forgets
+  the presence of a finished stream read on its owner). Two tabs that each
   POST and then GET get their own answers in every order but one: A POSTs,
   B POSTs, *B* GETs first, then A. Nothing in those two GETs tells them
   apart; clients that can should use ``stream_url``.
@@ -44,7 +48,9 @@ log = logging.getLogger(__name__)
 SESSION_KEY = "streams"
 #: The first version's key: the latest stream id only (cookies issued before).
 LEGACY_KEY = "stream"
-#: Stream ids kept per session: about 43 cookie bytes each.
+#: Session key of the tags of recent streams this session has read.
+CLAIMED_KEY = "claimed"
+#: Stream ids kept per session: about 43 cookie bytes each (and 9 per claim).
 RECENT = 16
 
 
@@ -57,11 +63,30 @@ def recent() -> list[str]:
     return [legacy] if isinstance(legacy, str) else []
 
 
-def remember(stream_id: str) -> None:
-    """Add a stream this session just submitted."""
+def remember(stream_id: str, *, claimed: bool = False) -> None:
+    """Add a stream this session just submitted (``claimed``: read in the same response)."""
     ids = [i for i in recent() if i != stream_id]
     session[SESSION_KEY] = [*ids[-(RECENT - 1) :], stream_id]
     session.pop(LEGACY_KEY, None)
+    if claimed:
+        claim(stream_id)
+
+
+def _claimed() -> list[str]:
+    tags = session.get(CLAIMED_KEY)
+    return [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []
+
+
+def claim(stream_id: str) -> None:
+    """Note that this session read ``stream_id`` (if it is one of its streams)."""
+    ids = recent()
+    if stream_id not in ids:
+        return
+    tag = event_ids.tag(stream_id)
+    tags = _claimed()
+    if tag not in tags:
+        current = {event_ids.tag(i) for i in ids}
+        session[CLAIMED_KEY] = [t for t in tags if t in current] + [tag]
 
 
 def resolve(last_event_id: str, store: StreamStore, attach_grace_s: float) -> str:
@@ -95,9 +120,15 @@ def _first_unclaimed(ids: list[str], store: StreamStore, attach_grace_s: float) 
     except Exception:  # a store hiccup: fall back to the seed's rule
         log.exception("cannot read reader presence; serving the latest stream")
         return ids[-1]
+    claimed = set(_claimed())
     for stream_id in ids:
         presence = presences.get(stream_id)
-        if presence and not presence.ever_attached and presence.idle_s <= attach_grace_s:
+        if (
+            presence
+            and not presence.ever_attached
+            and presence.idle_s <= attach_grace_s
+            and event_ids.tag(stream_id) not in claimed
+        ):
             return stream_id
     for stream_id in reversed(ids):
         if stream_id in presences:

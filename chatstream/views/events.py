@@ -25,6 +25,7 @@ bp = Blueprint("events", __name__, url_prefix="/api")
 @bp.get("/streaming/<stream_id>")
 def stream(stream_id: str) -> Response:
     """Replay the stream from the start, or resume after ``Last-Event-ID``."""
+    session_streams.claim(stream_id)
     return resume(stream_id, request.headers.get("Last-Event-ID", ""), stream_headers(stream_id))
 
 
@@ -35,4 +36,5 @@ def latest() -> Response:
     stream_id = session_streams.resolve(
         last_event_id, state().store, current_app.config["ATTACH_GRACE_S"]
     )
+    session_streams.claim(stream_id)
     return resume(stream_id, last_event_id, stream_headers(stream_id))

@@ -58,7 +58,7 @@ def submit() -> Response:
     stream_id = state().runner.start(
         submission.messages, submission.model, submission.options, client=client_key()
     )
-    session_streams.remember(stream_id)
+    session_streams.remember(stream_id, claimed=wants_event_stream)
     headers = stream_headers(stream_id)
     if wants_event_stream:
         return event_stream(stream_id, after=0, headers=headers)

@@ -190,3 +190,24 @@ def test_a_response_never_iterated_releases_its_reader(client, app):
     assert readers.count == before + 1
     response.close()
     assert readers.count == before
+
+
+def test_a_stream_this_session_read_is_claimed_even_if_the_store_forgets(client, app, monkeypatch):
+    """The Redis store forgets that a finished stream was read on its owner."""
+    from chatstream.streams import Presence
+
+    store = app.extensions["chatstream"].store
+    monkeypatch.setattr(
+        store, "presence_many", lambda ids: {i: Presence(0, False, 0.0) for i in ids}
+    )
+    post(client, 2)
+    assert tokens(client.get("/api/streaming").data) == numbers(2)
+    second = post(client, 3).json["id"]
+    response = client.get("/api/streaming")
+    assert response.headers["X-Stream-Id"] == second and tokens(response.data) == numbers(3)
+
+
+def test_the_post_form_claims_its_stream(client):
+    post(client, 2, Accept="text/event-stream")
+    b = post(client, 3).json["id"]
+    assert client.get("/api/streaming").headers["X-Stream-Id"] == b
