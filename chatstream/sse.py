@@ -11,7 +11,8 @@ WHATWG HTML "server-sent events" section, 9.2.6 *Interpreting an event stream*:
   write exactly one (a value starting with a space keeps it);
 * ``id`` must not contain LF, CR or NUL (the parser ignores such an id),
   ``event`` must not contain a line break;
-* a line starting with ``:`` is a comment: we use it as a heartbeat;
+* a line starting with ``:`` is a comment: we use it as a heartbeat
+  (:data:`HEARTBEAT`, a single line);
 * ``id`` is the *last* field of every event: a client should take the id
   only when the event is dispatched (at the blank line), but
   ``@microsoft/fetch-event-source`` takes it as soon as the line is parsed,
@@ -43,7 +44,12 @@ _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _STRING = json.encoder.encode_basestring  # C-accelerated JSON string escaping
 
 #: A comment line; proxies and browsers see traffic, EventSource ignores it.
-HEARTBEAT = b": ping\n\n"
+#: One line, with no blank line after it: a comment does not need one (a
+#: blank line only ends an event), and lenient parsers dispatch an empty
+#: message at every blank line (``@microsoft/fetch-event-source`` always,
+#: httpx-sse once the stream has sent an id), which a JSON-parsing
+#: ``onmessage`` would choke on.
+HEARTBEAT = b": ping\n"
 
 #: Every event stream says its charset: text/* without one is ISO-8859-1 to
 #: HTTP libraries such as requests (RFC 2616 3.7.1), which garbles UTF-8 text.

@@ -8,6 +8,7 @@ from datetime import timedelta
 import httpx
 import requests
 import sseclient
+from httpx_sse import connect_sse
 from requests_sse import EventSource
 
 from tests.clients.conftest import CUT_AFTER
@@ -94,3 +95,17 @@ def test_requests_reads_utf8_text_as_utf8(clients_server):
         lines = list(response.iter_lines(decode_unicode=True))
     data = [json.loads(line[6:]) for line in lines if line.startswith("data: ")]
     assert prompt in "".join(d.get("token", "") for d in data)
+
+
+def test_httpx_sse_sees_only_real_events(clients_server):
+    """Issue 10.5: a ``retry:``-only block became an empty message in httpx-sse.
+
+    Heartbeats (comments) may come while the model is silent; httpx-sse drops
+    them, and ``retry:`` rides on the first event.
+    """
+    url = stream_url(clients_server.url, options={"tokens": 3, "delay_ms": 1500})
+    with httpx.Client(timeout=30) as client, connect_sse(client, "GET", url) as source:
+        events = [(sse.event, sse.data, sse.retry) for sse in source.iter_sse()]
+    assert [event for event, _, _ in events] == ["newToken"] * 3 + ["end"]
+    assert all(json.loads(data) for _, data, _ in events)
+    assert events[0][2] == 200  # the server's retry, on the first event

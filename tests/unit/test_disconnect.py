@@ -66,6 +66,6 @@ def test_heartbeat_while_model_is_silent(app):
     chunks = iter(response.response)
     first = first_event_chunk(chunks)
     assert first.startswith(b"retry: ") and b"newToken" in first
-    assert next(chunks) == b": ping\n\n"
+    assert next(chunks) == b": ping\n"
     response.close()
     client.delete(url)

@@ -55,8 +55,18 @@ def test_encode_json_exact_bytes():
     )
 
 
+def test_heartbeat_is_one_comment_line_that_makes_no_event_in_httpx_sse():
+    assert sse.HEARTBEAT == b": ping\n"
+    first = sse.encode("x", event="e", id="1")
+    # After an id, httpx-sse reports every blank line as an (empty) event,
+    # so a heartbeat must not bring one.
+    events = parse([first, sse.HEARTBEAT, sse.HEARTBEAT, sse.encode("y", event="e", id="2")])
+    assert [(e.event, e.data, e.id) for e in events] == [("e", "x", "1"), ("e", "y", "2")]
+    blank_after_comment = parse([first, b": ping\n\n"])
+    assert [(e.event, e.data) for e in blank_after_comment] == [("e", "x"), ("message", "")]
+
+
 def test_heartbeat_and_retry_are_ignored_by_parsers():
-    assert sse.HEARTBEAT == b": ping\n\n"
     assert sse.retry_line(1500) == b"retry: 1500\n\n"
     events = parse([sse.retry_line(1500), sse.HEARTBEAT, sse.encode("x", event="e", id="1")])
     # httpx-sse surfaces the retry-only block as an event with empty data;
