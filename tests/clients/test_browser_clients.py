@@ -92,10 +92,13 @@ def test_two_tabs_a_cut_and_a_reconnect_deliver_exactly_tab_as_answer(context, p
     """The splice scenario: A reads, is cut; B POSTs; only then A reconnects."""
     tab_a, tab_b = open_page(context, proxy.url), open_page(context, proxy.url)
     tab_a.evaluate("(options) => post(options)", {"tokens": 40, "delay_ms": 5})
-    proxy.arm(CUT_AFTER, hold_reconnects=True)
+    proxy.arm(CUT_AFTER, refuse_reconnects=True)
     tab_a.evaluate("() => { window.resultA = readAll('/api/streaming'); }")
-    wait_until(lambda: proxy.held == 1, timeout=PAGE_TIMEOUT_MS / 1000)  # A cut, reconnect held
+    wait_until(lambda: proxy.refused >= 1, timeout=PAGE_TIMEOUT_MS / 1000)  # A was cut
     tab_b.evaluate("() => post(null)")  # B's answer: the demo's markdown reply
+    # One more refused attempt: A's next one is composed after B's POST, with its cookie.
+    after_b = proxy.refused
+    wait_until(lambda: proxy.refused > after_b, timeout=PAGE_TIMEOUT_MS / 1000)
     proxy.release()
     result_a = tab_a.evaluate("() => window.resultA")
     assert result_a["tokens"] == expected(40) and result_a["end"]["finish_reason"] == "stop"

@@ -25,12 +25,12 @@ class CuttingProxy:
         self._cut_after = 0
         self._cuts_left = 0
         self._methods: tuple[bytes, ...] = (b"GET ",)
-        self._hold_reconnects = False
+        self._refuse_reconnects = False
         self._drop_bytes = 7
         self._released = threading.Event()
         self.cuts = 0
-        #: Event-stream requests waiting for :meth:`release` (``hold_reconnects``).
-        self.held = 0
+        #: Event-stream requests refused before :meth:`release` (``refuse_reconnects``).
+        self.refused = 0
         self._stopped = False
         self._sockets: set[socket.socket] = set()
         threading.Thread(target=self._accept, daemon=True).start()
@@ -45,16 +45,18 @@ class CuttingProxy:
         times: int = 1,
         *,
         methods: tuple[str, ...] = ("GET",),
-        hold_reconnects: bool = False,
+        refuse_reconnects: bool = False,
         drop_bytes: int = 7,
     ) -> None:
         """Cut the next ``times`` event-stream responses after ``after_events`` events.
 
         :param methods: requests that count as event-stream requests (with
             ``Accept: text/event-stream``); ``("GET", "POST")`` for the POST form.
-        :param hold_reconnects: after a cut, hold every later event-stream
-            request until :meth:`release` (to order other requests before a
-            client's reconnect without depending on timing).
+        :param refuse_reconnects: after a cut, close every later event-stream
+            request unanswered until :meth:`release`, so a client keeps
+            retrying (a network error) and the request that gets through is
+            one it composed after :meth:`release` was decided: its cookies
+            are those of the requests made meanwhile (no timing involved).
         :param drop_bytes: bytes of the last event withheld at the cut (7:
             the cut falls inside chatstream's ``id:`` line, the event's last;
             1: only the blank line that would end the event is missing).
@@ -62,12 +64,12 @@ class CuttingProxy:
         with self._lock:
             self._cut_after, self._cuts_left = after_events, times
             self._methods = tuple(f"{m} ".encode() for m in methods)
-            self._hold_reconnects = hold_reconnects
+            self._refuse_reconnects = refuse_reconnects
             self._drop_bytes = drop_bytes
             self._released.clear()
 
     def release(self) -> None:
-        """Let held reconnects through."""
+        """Stop refusing reconnects."""
         self._released.set()
 
     def _accept(self) -> None:
@@ -98,10 +100,10 @@ class CuttingProxy:
         try:
             while data := src.recv(65536):
                 if data.startswith(self._methods) and b"text/event-stream" in data.lower():
-                    if self._hold_reconnects and self.cuts:
+                    if self._refuse_reconnects and self.cuts and not self._released.is_set():
                         with self._lock:
-                            self.held += 1
-                        self._released.wait(30)  # bounded: a failing test ends
+                            self.refused += 1
+                        return  # closed unanswered: the client retries
                     with self._lock:
                         if self._cuts_left > 0:
                             self._cuts_left -= 1
