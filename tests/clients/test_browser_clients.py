@@ -101,11 +101,13 @@ def test_two_tabs_a_cut_and_a_reconnect_deliver_exactly_tab_as_answer(context, p
     wait_until(lambda: proxy.refused > after_b, timeout=PAGE_TIMEOUT_MS / 1000)
     proxy.release()
     result_a = tab_a.evaluate("() => window.resultA")
-    assert result_a["tokens"] == expected(40) and result_a["end"]["finish_reason"] == "stop"
-    assert proxy.cuts == 1 and result_a["opens"] == 2
+    state = (proxy.cuts, proxy.refused, {k: v for k, v in result_a.items() if k != "tokens"})
+    assert result_a["tokens"] == expected(40), state
+    assert result_a["end"]["finish_reason"] == "stop", state
+    assert proxy.cuts == 1 and result_a["opens"] == 2, state
     # B's first GET gets B's own answer (A's stream is claimed).
     result_b = tab_b.evaluate("() => readAll('/api/streaming')")
-    assert "".join(result_b["tokens"]).startswith("## Hello from the demo model")
+    assert "".join(result_b["tokens"]).startswith("## Hello from the demo model"), result_b
 
 
 def test_two_tabs_post_post_get_get_each_get_their_own(context, proxy):
