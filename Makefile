@@ -11,7 +11,12 @@ MIN_CONSTRAINTS := .ci/constraints-min.txt
 # The langchain extra has floors of its own (langchain-openai pins a newer openai).
 MIN_IGNORE := --ignore=tests/unit/test_langchain_adapter.py --ignore=tests/live/test_langchain_live.py
 
-.PHONY: serve dev test test-unit test-min check check-js bench system-deps clean
+.PHONY: serve dev test test-unit test-min test-clients check check-js bench system-deps clean
+
+# Test-only npm packages, each pinned by its package-lock.json: axe-core for
+# the browser suite, the third-party SSE clients for tests/clients.
+BROWSER_NODE_MODULES := tests/browser/node_modules/.package-lock.json
+CLIENTS_NODE_MODULES := tests/clients/node_modules/.package-lock.json
 
 $(VENV)/.installed: setup.cfg pyproject.toml requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,13 +35,21 @@ dev: $(VENV)/.installed
 system-deps:
 	./scripts/install-system-deps.sh
 
-## The whole test suite: unit, live gunicorn, Redis, nginx, browser.
-test: $(VENV)/.installed system-deps tests/browser/node_modules/.package-lock.json
+$(BROWSER_NODE_MODULES): tests/browser/package.json tests/browser/package-lock.json
+	cd tests/browser && npm ci --no-audit --no-fund --silent
+	touch $@
+
+$(CLIENTS_NODE_MODULES): tests/clients/package.json tests/clients/package-lock.json
+	cd tests/clients && npm ci --no-audit --no-fund --silent
+	touch $@
+
+## The whole test suite: unit, live gunicorn, Redis, nginx, browser, faults, third-party clients.
+test: $(VENV)/.installed system-deps $(BROWSER_NODE_MODULES) $(CLIENTS_NODE_MODULES)
 	$(PY) -m pytest
 
-## Test-only npm packages (axe-core) for the browser suite, from its lock file.
-tests/browser/node_modules/.package-lock.json: tests/browser/package.json tests/browser/package-lock.json
-	cd tests/browser && npm ci --no-audit --no-fund --silent
+## Only the third-party SSE clients (tests/clients).
+test-clients: $(VENV)/.installed $(CLIENTS_NODE_MODULES)
+	$(PY) -m pytest tests/clients
 
 test-unit: $(VENV)/.installed
 	$(PY) -m pytest tests/unit
@@ -62,7 +75,7 @@ check-js:
 	@echo "static/js: $$(ls static/js/*.js | wc -l) modules parse"
 
 clean:
-	rm -rf $(VENV) $(MIN_VENV) test-artifacts .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(MIN_VENV) test-artifacts .pytest_cache .mypy_cache .ruff_cache tests/clients/node_modules tests/browser/node_modules
 
 ## Benchmark chatstream against its peers (see bench/README.md).
 ## BENCH_ARGS="--quick" for a ~2 minute smoke check; "-s S1-1000 S3 -t node" to pick.

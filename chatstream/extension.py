@@ -45,7 +45,7 @@ from .concurrency import get_driver
 from .errors import ConfigError
 from .errors import register_error_handlers
 from .generation import Runner
-from .heartbeat import Ticker
+from .readers import Readers
 from .session import CookieSessionInterface
 from .streams import MemoryStreamStore
 from .streams import StreamStore
@@ -67,12 +67,8 @@ class State:
     #: The app's chatstream settings (a live view of its ``CHATSTREAM_*`` keys).
     settings: Settings
     session_interface: CookieSessionInterface
-    #: SSE responses open in this process right now.
-    readers: int = 0
-    #: Set by :mod:`chatstream.shutdown`: readers are told to reconnect.
-    draining: bool = False
-    #: Wakes waiting readers every ``HEARTBEAT_S`` (set up by ``init_app``).
-    ticker: Any = None
+    #: The open SSE readers: count, heartbeat, draining (:mod:`chatstream.readers`).
+    readers: Readers
 
 
 def state() -> State:
@@ -168,8 +164,8 @@ class Chatstream:
             adapter_name=factory.name,
             settings=values,
             session_interface=CookieSessionInterface(values["SESSION_COOKIE"]),
+            readers=Readers(store, driver, values["HEARTBEAT_S"]),
         )
-        ext.ticker = Ticker(ext, values["HEARTBEAT_S"])
         app.extensions["chatstream"] = ext
         shutdown.register(ext)
         if values["PROXY_FIX"]:

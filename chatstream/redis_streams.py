@@ -58,11 +58,10 @@ POOL_SIZE = 16
 POOL_WAIT_S = 30
 #: Streams per append script call (a script blocks Redis while it runs).
 FLUSH_STREAMS = 256
-_LOST = sse.encode_json(
+_LOST = sse.encode_json(  # id-less: a later resume keeps the last real id
     {"code": "store_unavailable", "message": "The stream store became unreachable; retry."},
     event="error",
-    id=0,
-).split(b"\n", 1)[1]  # no ``id:`` line: a later resume keeps the last real id
+)
 
 
 class _Local(OwnedStream):
@@ -519,8 +518,7 @@ class RedisStreamStore:
                 "message": "The server generating this answer stopped; please retry.",
             },
             event="error",
-            id=0,
-        ).split(b"\n", 1)[1]
+        )
         alive = scripts.instance_key(owner.decode() if isinstance(owner, bytes) else owner)
         self._interrupt(keys=[ev, meta, readers, alive], args=[body, self.ttl_s])
 

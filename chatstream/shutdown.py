@@ -10,7 +10,8 @@ process:
 3. those still running are cancelled with an ``error`` event
    ``server_shutdown`` (the answer cannot move to another process);
 4. every open reader gets an ``error`` event ``server_restarting`` with
-   ``"reconnect": true`` and *no id*, then its response ends. The browser's
+   ``"reconnect": true`` and *no id* (:data:`chatstream.readers.RECONNECT`,
+   sent by the reader lifecycle's owner), then its response ends. The browser's
    ``EventSource`` reconnects by itself with its ``Last-Event-ID``; with the
    Redis store another instance resumes the stream with nothing lost.
 """
@@ -22,7 +23,7 @@ import time
 import weakref
 from typing import TYPE_CHECKING
 
-from . import sse
+from .readers import RECONNECT
 
 if TYPE_CHECKING:
     from .extension import State as Chatstream
@@ -32,11 +33,7 @@ log = logging.getLogger(__name__)
 #: Left of the graceful timeout for steps 3 and 4.
 MARGIN_S = 3.0
 
-RECONNECT = sse.encode(
-    '{"code":"server_restarting","message":"This server is restarting; reconnecting.",'
-    '"reconnect":true}',
-    event="error",
-)
+__all__ = ["MARGIN_S", "RECONNECT", "begin", "drain", "register"]
 
 _apps: weakref.WeakSet[Chatstream] = weakref.WeakSet()
 
@@ -56,7 +53,9 @@ def drain(ext: Chatstream, graceful_timeout_s: float) -> None:
     """Steps 1-4 of the module docstring, for one app."""
     runner, store = ext.runner, ext.store
     runner.shutdown()
-    log.info("shutdown: %d generation(s) running, %d reader(s)", len(runner.running), ext.readers)
+    log.info(
+        "shutdown: %d generation(s) running, %d reader(s)", len(runner.running), ext.readers.count
+    )
     deadline = time.monotonic() + max(0.0, graceful_timeout_s - MARGIN_S)
     while runner.running and time.monotonic() < deadline:
         ext.driver.sleep(0.1)
@@ -68,5 +67,4 @@ def drain(ext: Chatstream, graceful_timeout_s: float) -> None:
     stop = time.monotonic() + 1.0
     while runner.running and time.monotonic() < stop:  # terminal events written
         ext.driver.sleep(0.05)
-    ext.draining = True
-    store.wake_all()
+    ext.readers.drain()

@@ -7,7 +7,8 @@ into one write, waiting at most ``timeout`` seconds (so the SSE view can send
 a heartbeat and notice a disconnect).
 
 Event ids are the integers 1, 2, 3, ... in order. A reader's position is the
-last id it has (0: none yet), which is exactly the browser's ``Last-Event-ID``.
+last id it has (0: none yet): the ``<seq>`` of the browser's ``Last-Event-ID``
+(``<tag>.<seq>`` on the wire, :mod:`chatstream.event_ids`).
 
 :class:`MemoryStreamStore` keeps everything in this process (the default,
 one worker). A Redis implementation with the same interface shares streams

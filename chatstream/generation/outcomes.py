@@ -58,6 +58,7 @@ def terminal(
     finish: Finish,
     failure: BaseException | None,
     event_id: int,
+    scope: str = "",
 ) -> Outcome:
     """The outcome of a generation that stopped for the given cause.
 
@@ -66,20 +67,24 @@ def terminal(
     :param finish: the adapter's last item (``Finish("stop")`` if none).
     :param failure: what the adapter raised, if it did.
     :param event_id: the terminal event's id.
+    :param scope: the stream's id tag (:mod:`chatstream.event_ids`).
     """
     if cancel_reason is not None:
         error = CANCEL_ERRORS.get(cancel_reason)
         if error is None:
-            frame = sse.encode_json({"finish_reason": "cancelled"}, event="end", id=event_id)
+            frame = sse.encode_json(
+                {"finish_reason": "cancelled"}, event="end", id=event_id, scope=scope
+            )
             return Outcome(frame, "cancelled", None)
         failure = error
     if failure is not None:
         if not isinstance(failure, ChatstreamError):
             log.error("generation failed", exc_info=failure)
             failure = ChatstreamError("The model failed to answer.", code="generation_failed")
-        frame = sse.encode_json(failure.to_dict(), event="error", id=event_id)
+        frame = sse.encode_json(failure.to_dict(), event="error", id=event_id, scope=scope)
         return Outcome(frame, "error", failure.code)
     payload: dict[str, Any] = {"finish_reason": finish.reason}
     if finish.usage:
         payload["usage"] = dict(finish.usage)
-    return Outcome(sse.encode_json(payload, event="end", id=event_id), finish.reason, None)
+    frame = sse.encode_json(payload, event="end", id=event_id, scope=scope)
+    return Outcome(frame, finish.reason, None)

@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from .. import event_ids
 from .. import metrics
 from .. import sse
 from ..adapters.base import Adapter
@@ -101,6 +102,7 @@ def run(
     """
     writer, adapter = generation.writer, generation.adapter
     seq = 0
+    scope = event_ids.scope(generation.stream_id)  # ids name their stream
     first_token_at: float | None = None
     limit = max_events - 1  # room for the terminal event
     finish = Finish("stop")
@@ -118,7 +120,7 @@ def run(
             seq += 1
             if seq == 1:
                 first_token_at = time.monotonic()
-            writer.append([sse.encode_token(item, seq)])
+            writer.append([sse.encode_token(item, seq, scope)])
             if seq % YIELD_EVERY == 0:
                 driver.sleep(0)
             if writer.cancel_reason is not None:
@@ -132,7 +134,7 @@ def run(
             log.exception("adapter close failed")
         generation.cancel_hook.release()
         done(generation)
-    outcome = terminal(writer.cancel_reason, finish, failure, seq + 1)
+    outcome = terminal(writer.cancel_reason, finish, failure, seq + 1, scope)
     writer.append([outcome.frame], final=True)
     _report(generation, outcome, seq, first_token_at)
 

@@ -23,7 +23,7 @@ def healthz() -> Response:
     the proxy's unless ``CHATSTREAM_PROXY_FIX`` trusts its X-Forwarded-* hop.
     """
     ext = state()
-    body = {"status": "ok", "running": len(ext.runner.running), "readers": ext.readers}
+    body = {"status": "ok", "running": len(ext.runner.running), "readers": ext.readers.count}
     if request.args.get("verbose") == "1":
         body.update(client=request.remote_addr, scheme=request.scheme)
     return jsonify(body)

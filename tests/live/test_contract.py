@@ -9,6 +9,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from chatstream import event_ids
 from tests.support.client import read_events
 from tests.support.client import submit
 from tests.support.client import text_of
@@ -34,19 +35,23 @@ def test_post_then_get_streams_every_token_in_order(server, client):
     url = submit(client, server.url, prompt="hi", options={"tokens": 50})
     events = read_events(client, url)
     assert [e.token for e in events[:-1]] == [f"{i} " for i in range(50)]
-    assert [e.id for e in events] == [str(i) for i in range(1, 52)]
+    tag = event_ids.tag(url.rsplit("/", 1)[1])
+    assert [e.id for e in events] == [f"{tag}.{i}" for i in range(1, 52)]
     assert events[-1].event == "end" and events[-1].data["finish_reason"] == "stop"
     assert events[-1].data["usage"]["completion_tokens"] == 50
 
 
-def test_headers_and_retry_preamble(server, client):
+def test_headers_and_retry_on_the_first_event(server, client):
     url = submit(client, server.url, prompt="hi", options={"tokens": 1})
     with client.stream("GET", url) as response:
-        assert response.headers["content-type"] == "text/event-stream"
+        assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
         assert response.headers["cache-control"] == "no-cache, no-transform"
         assert response.headers["x-accel-buffering"] == "no"
         body = response.read()
-    assert body.startswith(b"retry: 1000\n\n")
+    # Only comment lines may come before it; ``retry:`` shares the first event's block.
+    first_block = body.split(b"\n\n")[0].split(b"\n")
+    fields = [line for line in first_block if not line.startswith(b":")]
+    assert fields[:2] == [b"retry: 1000", b"event: newToken"]
 
 
 def test_demo_default_reply_is_markdown(server, client):
@@ -70,7 +75,7 @@ def test_last_event_id_resumes_mid_stream_exactly(server, client):
     tail = read_events(client, url, last_event_id=head[-1].id)
     tokens = [e.token for e in head + tail if e.event == "newToken"]
     assert tokens == [f"{i} " for i in range(40)]  # nothing lost, nothing repeated
-    assert tail[0].id == "8" and tail[-1].event == "end"
+    assert tail[0].id.endswith(".8") and tail[-1].event == "end"
 
 
 def test_204_once_everything_was_delivered(server, client):
@@ -78,6 +83,7 @@ def test_204_once_everything_was_delivered(server, client):
     events = read_events(client, url)
     response = client.get(url, headers={"Last-Event-ID": events[-1].id})
     assert response.status_code == 204
+    assert response.content == b"" and "content-type" not in response.headers
 
 
 def test_several_readers_get_the_same_events(server, client):
@@ -114,8 +120,11 @@ def test_post_with_accept_event_stream(server, client):
         headers={"Accept": "text/event-stream"},
     ) as response:
         assert response.status_code == 200
+        stream_id = response.headers["x-stream-id"]
+        assert response.headers["content-location"] == f"/api/streaming/{stream_id}"
         body = response.read().decode()
     assert body.count("event: newToken") == 5 and "event: end" in body
+    assert f"id: {event_ids.tag(stream_id)}.6" in body
 
 
 def test_delete_cancels_and_readers_get_cancelled(server, client):
@@ -147,7 +156,7 @@ def test_heartbeat_while_the_model_is_silent(server, client):
             seen += chunk
             if b": ping" in seen:
                 break
-    assert b'"token":"0 "' in seen and b": ping\n\n" in seen
+    assert b'"token":"0 "' in seen and b": ping\n" in seen
     client.delete(url)
 
 

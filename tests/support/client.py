@@ -38,7 +38,7 @@ def read_events(
         assert source.response.status_code == 200, source.response.read()
         for sse in source.iter_sse():
             if not sse.event or not sse.data:
-                continue  # the retry-only preamble
+                continue  # nothing but fields without data (no event)
             events.append(Event(sse.id, sse.event, json.loads(sse.data)))
             if sse.event in ("end", "error") or (limit and len(events) >= limit):
                 break

@@ -24,7 +24,13 @@ class CuttingProxy:
         self._lock = threading.Lock()
         self._cut_after = 0
         self._cuts_left = 0
+        self._methods: tuple[bytes, ...] = (b"GET ",)
+        self._refuse_reconnects = False
+        self._drop_bytes = 7
+        self._released = threading.Event()
         self.cuts = 0
+        #: Event-stream requests refused before :meth:`release` (``refuse_reconnects``).
+        self.refused = 0
         self._stopped = False
         self._sockets: set[socket.socket] = set()
         threading.Thread(target=self._accept, daemon=True).start()
@@ -33,10 +39,38 @@ class CuttingProxy:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def arm(self, after_events: int, times: int = 1) -> None:
-        """Cut the next ``times`` event-stream responses after ``after_events`` events."""
+    def arm(
+        self,
+        after_events: int,
+        times: int = 1,
+        *,
+        methods: tuple[str, ...] = ("GET",),
+        refuse_reconnects: bool = False,
+        drop_bytes: int = 7,
+    ) -> None:
+        """Cut the next ``times`` event-stream responses after ``after_events`` events.
+
+        :param methods: requests that count as event-stream requests (with
+            ``Accept: text/event-stream``); ``("GET", "POST")`` for the POST form.
+        :param refuse_reconnects: after a cut, close every later event-stream
+            request unanswered until :meth:`release`, so a client keeps
+            retrying (a network error) and the request that gets through is
+            one it composed after :meth:`release` was decided: its cookies
+            are those of the requests made meanwhile (no timing involved).
+        :param drop_bytes: bytes of the last event withheld at the cut (7:
+            the cut falls inside chatstream's ``id:`` line, the event's last;
+            1: only the blank line that would end the event is missing).
+        """
         with self._lock:
             self._cut_after, self._cuts_left = after_events, times
+            self._methods = tuple(f"{m} ".encode() for m in methods)
+            self._refuse_reconnects = refuse_reconnects
+            self._drop_bytes = drop_bytes
+            self._released.clear()
+
+    def release(self) -> None:
+        """Stop refusing reconnects."""
+        self._released.set()
 
     def _accept(self) -> None:
         while not self._stopped:
@@ -65,7 +99,11 @@ class CuttingProxy:
     def _pump_requests(self, src: socket.socket, dst: socket.socket, state: dict) -> None:
         try:
             while data := src.recv(65536):
-                if data.startswith(b"GET ") and b"text/event-stream" in data.lower():
+                if data.startswith(self._methods) and b"text/event-stream" in data.lower():
+                    if self._refuse_reconnects and self.cuts and not self._released.is_set():
+                        with self._lock:
+                            self.refused += 1
+                        return  # closed unanswered: the client retries
                     with self._lock:
                         if self._cuts_left > 0:
                             self._cuts_left -= 1
@@ -80,12 +118,15 @@ class CuttingProxy:
         try:
             while data := src.recv(65536):
                 if state["limit"]:
+                    before = state["seen"]
                     state["seen"] += data.count(b"event: ")
                     if state["seen"] >= state["limit"]:
-                        # Forward a partial frame, then drop: the browser must
-                        # discard the incomplete event and resume after the
-                        # last complete one.
-                        dst.sendall(data[: max(1, len(data) - 7)])
+                        # Forward the response up to ``drop_bytes`` before the
+                        # end of its ``limit``-th event, then drop: the client
+                        # must discard the incomplete event and resume after
+                        # the last complete one. Events after it in this read
+                        # are never forwarded, however fast the server was.
+                        dst.sendall(data[: self._cut_at(data, state["limit"] - before)])
                         self.cuts += 1
                         break
                 dst.sendall(data)
@@ -95,6 +136,15 @@ class CuttingProxy:
             _shutdown(src, dst)
             for sock in (src, dst):
                 sock.close()
+
+    def _cut_at(self, data: bytes, nth: int) -> int:
+        """Where to cut ``data``: ``drop_bytes`` before the end of its ``nth`` event."""
+        start = -1
+        for _ in range(nth):
+            start = data.index(b"event: ", start + 1)
+        end = data.find(b"\n\n", start)
+        end = len(data) if end < 0 else end + 2  # the event ends in a later read
+        return max(start + 1, end - self._drop_bytes)
 
     def close(self) -> None:
         self._stopped = True

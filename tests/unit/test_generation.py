@@ -26,6 +26,11 @@ from tests.support.client import wait_until
 PROMPT = [{"role": "user", "content": "hi"}]
 
 
+def seq_of(event_id):
+    """The position in a stream-scoped id ``<tag>.<seq>``."""
+    return int(event_id.rsplit(".", 1)[-1])
+
+
 class ScriptedFactory:
     """Adapters that yield a script; ``close()`` is recorded."""
 
@@ -79,7 +84,7 @@ def events(store, stream_id, timeout=10):
     parsed = []
     for block in data.decode().strip().split("\n\n"):
         fields = dict(line.split(": ", 1) for line in block.split("\n"))
-        parsed.append((int(fields["id"]), fields["event"], json.loads(fields["data"])))
+        parsed.append((seq_of(fields["id"]), fields["event"], json.loads(fields["data"])))
     return parsed
 
 

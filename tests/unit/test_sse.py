@@ -38,7 +38,7 @@ class _Fragments(httpx.SyncByteStream):
 
 
 def test_encode_exact_bytes():
-    assert sse.encode("hi", event="newToken", id="7") == (b"id: 7\nevent: newToken\ndata: hi\n\n")
+    assert sse.encode("hi", event="newToken", id="7") == (b"event: newToken\ndata: hi\nid: 7\n\n")
     assert sse.encode("a\r\nb\rc\nd") == b"data: a\ndata: b\ndata: c\ndata: d\n\n"
     assert sse.encode("", retry=3000) == b"retry: 3000\ndata: \n\n"
     assert sse.encode(" lead") == b"data:  lead\n\n"
@@ -46,11 +46,27 @@ def test_encode_exact_bytes():
 
 def test_encode_json_exact_bytes():
     frame = sse.encode_json({"token": "é\n"}, event="newToken", id=3)
-    assert frame == 'id: 3\nevent: newToken\ndata: {"token":"é\\n"}\n\n'.encode()
+    assert frame == 'event: newToken\ndata: {"token":"é\\n"}\nid: 3\n\n'.encode()
+    scoped = sse.encode_json({"a": 1}, event="end", id=3, scope="AbCdEf.")
+    assert scoped == b'event: end\ndata: {"a":1}\nid: AbCdEf.3\n\n'
+    assert sse.encode_json({"a": 1}, event="error") == b'event: error\ndata: {"a":1}\n\n'
+    assert sse.encode_token("7 ", 8, "AbCdEf.") == (
+        b'event: newToken\ndata: {"token":"7 "}\nid: AbCdEf.8\n\n'
+    )
+
+
+def test_heartbeat_is_one_comment_line_that_makes_no_event_in_httpx_sse():
+    assert sse.HEARTBEAT == b": ping\n"
+    first = sse.encode("x", event="e", id="1")
+    # After an id, httpx-sse reports every blank line as an (empty) event,
+    # so a heartbeat must not bring one.
+    events = parse([first, sse.HEARTBEAT, sse.HEARTBEAT, sse.encode("y", event="e", id="2")])
+    assert [(e.event, e.data, e.id) for e in events] == [("e", "x", "1"), ("e", "y", "2")]
+    blank_after_comment = parse([first, b": ping\n\n"])
+    assert [(e.event, e.data) for e in blank_after_comment] == [("e", "x"), ("message", "")]
 
 
 def test_heartbeat_and_retry_are_ignored_by_parsers():
-    assert sse.HEARTBEAT == b": ping\n\n"
     assert sse.retry_line(1500) == b"retry: 1500\n\n"
     events = parse([sse.retry_line(1500), sse.HEARTBEAT, sse.encode("x", event="e", id="1")])
     # httpx-sse surfaces the retry-only block as an event with empty data;

@@ -7,12 +7,17 @@ import json
 import pytest
 
 
+def seq_of(event_id):
+    """The position in a stream-scoped id ``<tag>.<seq>``."""
+    return int(event_id.rsplit(".", 1)[-1])
+
+
 def sse_events(body: bytes):
     out = []
     for block in body.decode().strip().split("\n\n"):
         fields = dict(line.split(": ", 1) for line in block.split("\n") if not line.startswith(":"))
         if "event" in fields:
-            out.append((int(fields["id"]), fields["event"], json.loads(fields["data"])))
+            out.append((seq_of(fields["id"]), fields["event"], json.loads(fields["data"])))
     return out
 
 
