@@ -28,7 +28,9 @@ from .errors import register_error_handlers
 from .extension import Chatstream
 from .generation import Runner
 from .heartbeat import Ticker
+from .hosts import init_hosts
 from .limits import init_limits
+from .requests import StrictJSONProvider
 from .streams import MemoryStreamStore
 from .streams import StreamStore
 
@@ -41,7 +43,12 @@ def _make_store(config: Mapping[str, Any]) -> StreamStore:
         from .redis_streams import RedisStreamStore
 
         return RedisStreamStore.from_config(config, get_driver())
-    return MemoryStreamStore(get_driver(), ttl_s=config["STREAM_TTL_S"])
+    return MemoryStreamStore(
+        get_driver(),
+        ttl_s=config["STREAM_TTL_S"],
+        sweep_s=config["SWEEP_S"],
+        max_bytes=config["MAX_STORE_MB"] * 2**20,
+    )
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
@@ -68,7 +75,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_PROMPT_CHARS"] * 6 + 65_536
     # Flask's defaults hold the key (None), so setdefault() would not set it.
     app.config["SESSION_COOKIE_SAMESITE"] = app.config["SESSION_COOKIE_SAMESITE"] or "Lax"
-    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    app.json = StrictJSONProvider(app)
+    app.json.ensure_ascii = False
 
     logs.configure(app.config["LOG_FORMAT"])
     if app.config.get("SECRET_KEY_GENERATED"):
@@ -93,6 +101,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     log.info("chatstream ready: %s driver=%s", settings.summary(app.config), driver.name)
 
     register_error_handlers(app)
+    init_hosts(app, app.config)
     logs.init_request_ids(app)
     init_limits(app)  # before the access guard: refused POSTs (password guesses) count too
     init_access(app)

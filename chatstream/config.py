@@ -62,6 +62,8 @@ SETTINGS: dict[str, Setting] = {
     "API_TOKENS": Setting(None, list, help="bearer tokens, comma-separated"),
     "RATE_LIMIT": Setting("60/minute", str, help="POSTs per client address, e.g. 30/minute"),
     "MAX_STREAMS_PER_CLIENT": Setting(8, int, 0, 1_000_000, "running generations per address"),
+    "ALLOWED_HOSTS": Setting(None, list, help="host names served, comma-separated; * for any"),
+    "MAX_STORE_MB": Setting(256, int, 1, 1_000_000, "MiB of events kept per worker (memory store)"),
 }
 
 #: Settings read from their conventional, unprefixed names.

@@ -12,22 +12,68 @@ last id it has (0: none yet), which is exactly the browser's ``Last-Event-ID``.
 :class:`MemoryStreamStore` keeps everything in this process (the default,
 one worker). A Redis implementation with the same interface shares streams
 across workers and machines.
+
+Memory, and what bounds it:
+
+* A running stream keeps one ``bytes`` per frame; when it ends its frames are
+  packed into one buffer and an array of offsets (:class:`PackedFrames`),
+  about half the memory for token-sized frames, and the small objects go
+  back to the allocator at once instead of at the TTL.
+* Ending a stream drops its cancel callbacks, which point back at the
+  generation: a finished stream is freed by reference counting, without
+  waiting for the cycle collector.
+* The memory store sweeps expired streams on a timer (every ``SWEEP_S``
+  while it holds any), and keeps at most ``MAX_STORE_MB`` of events per
+  worker: past it, the oldest *finished* streams go first, and while running
+  streams alone fill it, new streams are refused (``503 store_full``).
+* A read returns at most :data:`READ_MAX_BYTES`, so a client that stops
+  reading pins one pending write, never a whole stream; when its stream
+  expires, the frames are released even though the reader is still
+  attached, and it reads one ``error`` event ``stream_expired``.
 """
 
 from __future__ import annotations
 
+import itertools
+import logging
 import secrets
+import threading
 import time
+from array import array
+from bisect import bisect_left
+from collections import OrderedDict
 from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 from typing import Protocol
+from typing import overload
 
+from . import sse
 from .concurrency import Driver
 from .errors import NotFound
+from .errors import Overloaded
+
+log = logging.getLogger(__name__)
 
 #: ``secrets.token_urlsafe(24)`` gives 192 random bits in 32 URL-safe chars.
 ID_BYTES = 24
+
+
+#: At most this much is returned by one read (but always one whole frame): a
+#: client that stops reading holds one pending write, not its whole stream.
+READ_MAX_BYTES = 64 * 1024
+
+#: What the store counts per frame beyond its bytes (a packed stream keeps an
+#: 8-byte offset per frame); ``MAX_STORE_MB`` is checked against this count.
+FRAME_OFFSET_BYTES = 8
+
+#: What a reader still attached to an expired (or evicted) stream reads last.
+#: No id: its ``Last-Event-ID`` stays that of the last event it really got.
+EXPIRED_FRAME = sse.encode(
+    '{"code":"stream_expired","message":"This answer is no longer kept on the server."}',
+    event="error",
+)
 
 
 def new_stream_id() -> str:
@@ -92,19 +138,78 @@ class StreamStore(Protocol):
     def ping(self) -> bool: ...
 
 
+class PackedFrames(Sequence[bytes]):
+    """The frames of an ended stream: one buffer and the end offset of each frame.
+
+    A read-only sequence of frames (equal to the list it was packed from);
+    readers use :meth:`span`, which slices the buffer once.
+    """
+
+    __slots__ = ("data", "ends")
+
+    def __init__(self, frames: Sequence[bytes]) -> None:
+        self.data = b"".join(frames)
+        self.ends = array("Q", itertools.accumulate(map(len, frames), initial=0))
+
+    def __len__(self) -> int:
+        return len(self.ends) - 1
+
+    @overload
+    def __getitem__(self, index: int) -> bytes: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[bytes]: ...
+    def __getitem__(self, index: int | slice) -> bytes | list[bytes]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError("frame index out of range")
+        return self.data[self.ends[index] : self.ends[index + 1]]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, PackedFrames | list | tuple):
+            return len(self) == len(other) and list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def span(self, after: int, max_bytes: int) -> tuple[bytes, int]:
+        """The frames after ``after``, stopping at the first that reaches ``max_bytes``.
+
+        :returns: their bytes and the id of the last one.
+        """
+        ends = self.ends
+        start = ends[after]
+        end = bisect_left(ends, start + max_bytes, after + 1, len(ends) - 1)
+        return self.data[start : ends[end]], end
+
+
+#: The frames of a released stream (expired or evicted).
+RELEASED = PackedFrames([])
+
+
+def stored_size(frames: list[bytes] | PackedFrames) -> int:
+    """What the memory store counts for these frames (bytes + an offset each)."""
+    if isinstance(frames, PackedFrames):
+        return len(frames.data) + FRAME_OFFSET_BYTES * len(frames)
+    return sum(map(len, frames)) + FRAME_OFFSET_BYTES * len(frames)
+
+
 class EventBuffer:
     """Framed events of one stream in this process, and their readers' wake-up.
 
     The memory store keeps one per stream; the Redis store keeps one per
     stream that this process writes or reads (a local mirror). One writer
-    calls :meth:`extend`; any number of readers call :meth:`read`.
+    calls :meth:`extend`; any number of readers call :meth:`read`. When the
+    stream ends its frames are packed (:class:`PackedFrames`).
     """
 
     __slots__ = ("frames", "finished", "ended_at", "changed", "waiting", "_driver")
 
     def __init__(self, driver: Driver) -> None:
         self._driver = driver
-        self.frames: list[bytes] = []
+        self.frames: list[bytes] | PackedFrames = []
         self.finished = False
         self.ended_at = 0.0
         self.changed = driver.event()
@@ -114,10 +219,11 @@ class EventBuffer:
         """Append frames (and end the stream). :returns: False if already ended."""
         if self.finished:
             return False
-        self.frames.extend(frames)
+        self.frames.extend(frames)  # type: ignore[union-attr]  # a list until finished
         if final:
             self.finished = True
             self.ended_at = time.monotonic()
+            self._ended()
         # Wake every waiting reader once for this batch, and only if one waits
         # (no allocation per token otherwise). Order matters: the writer
         # appends, then looks at ``waiting``; a reader sets ``waiting`` and
@@ -129,6 +235,16 @@ class EventBuffer:
             changed.set()
         return True
 
+    def _ended(self) -> None:
+        # Rebind, never mutate: a concurrent take() keeps the list it holds.
+        self.frames = PackedFrames(self.frames)  # type: ignore[arg-type]
+
+    def release(self) -> None:
+        """Forget the frames (the stream expired): attached readers get :data:`EXPIRED_FRAME`."""
+        self.frames = RELEASED
+        self.finished = True
+        self.wake()
+
     def wake(self) -> None:
         """Wake waiting readers with no new frame (they re-check their state)."""
         if self.waiting:
@@ -137,14 +253,24 @@ class EventBuffer:
             changed.set()
 
     def take(self, after: int) -> Chunk:
-        """The frames after event ``after``, without waiting."""
+        """The frames after event ``after`` (up to :data:`READ_MAX_BYTES`), without waiting."""
         # Read ``finished`` before the length: the writer appends the final
         # frame before setting it, so "finished" always covers what we join.
         finished = self.finished
         frames = self.frames
         count = len(frames)
         if after < count:
-            return Chunk(b"".join(frames[after:count]), count, finished)
+            if type(frames) is list:
+                end, size = after, 0
+                while end < count and size < READ_MAX_BYTES:
+                    size += len(frames[end])
+                    end += 1
+                data = b"".join(frames[after:end])
+            else:
+                data, end = frames.span(after, READ_MAX_BYTES)  # type: ignore[union-attr]
+            return Chunk(data, end, finished and end == count)
+        if frames is RELEASED:
+            return Chunk(EXPIRED_FRAME, after, True)
         return Chunk(b"", after, finished)
 
     def read(self, after: int, timeout: float | None) -> Chunk:
@@ -189,6 +315,12 @@ class OwnedStream(EventBuffer):
         self.ever_attached = False
         self.idle_since = time.monotonic()
 
+    def _ended(self) -> None:
+        super()._ended()
+        # The callbacks close the generation's adapter, and the generation
+        # holds this stream's writer: a cycle. Nothing is left to cancel.
+        self.callbacks = []
+
     def request_cancel(self, reason: str) -> None:
         """Ask the writer to stop (once; a finished stream ignores it)."""
         if self.cancel_reason is None and not self.finished:
@@ -218,6 +350,19 @@ class OwnedWriter:
         return self._stream.cancel_reason
 
 
+class _MemoryWriter(OwnedWriter):
+    """The memory store's writer: also counts the bytes the store holds."""
+
+    def __init__(self, stream: OwnedStream, store: MemoryStreamStore) -> None:
+        super().__init__(stream)
+        self._store = store
+
+    def append(self, frames: list[bytes], *, final: bool = False) -> None:
+        stream = self._stream
+        if stream.extend(frames, final=final):
+            self._store.added(stream, sum(map(len, frames)) + FRAME_OFFSET_BYTES * len(frames))
+
+
 class _MemoryReader:
     def __init__(self, stream: OwnedStream) -> None:
         self._stream = stream
@@ -239,13 +384,33 @@ class MemoryStreamStore:
 
     :param driver: concurrency primitives (gevent or threads).
     :param ttl_s: how long a finished stream stays readable.
+    :param sweep_s: how often expired streams are dropped (a timer task runs
+        while the store holds streams).
+    :param max_bytes: events kept at most (:func:`stored_size`); past it the
+        oldest finished streams are dropped, then new streams refused.
     """
 
-    def __init__(self, driver: Driver, *, ttl_s: float) -> None:
+    def __init__(
+        self,
+        driver: Driver,
+        *,
+        ttl_s: float,
+        sweep_s: float = 1.0,
+        max_bytes: int | None = None,
+    ) -> None:
         self.driver = driver
         self.ttl_s = ttl_s
+        self.sweep_s = sweep_s
+        self.max_bytes = max_bytes
+        #: What the streams hold now, in :func:`stored_size` terms.
+        self.held_bytes = 0
+        #: Streams dropped before their TTL to stay under ``max_bytes``.
+        self.evicted = 0
         self._streams: dict[str, OwnedStream] = {}
-        self._next_sweep = 0.0
+        #: Finished streams in the order they ended: the oldest first.
+        self._finished: OrderedDict[str, OwnedStream] = OrderedDict()
+        self._sweeper_lock = threading.Lock()
+        self._sweeper_alive = False
 
     def _get(self, stream_id: str) -> OwnedStream:
         stream = self._streams.get(stream_id)
@@ -254,13 +419,70 @@ class MemoryStreamStore:
         return stream
 
     def create(self) -> OwnedWriter:
-        now = time.monotonic()
-        if now >= self._next_sweep:  # amortised: at most one full scan a second
-            self._next_sweep = now + 1.0
-            self.sweep()
+        """A new stream and its writer.
+
+        :raises Overloaded: ``store_full``: running streams alone hold ``max_bytes``.
+        """
+        if self.max_bytes is not None and self.held_bytes >= self.max_bytes:
+            self._evict()
+            if self.held_bytes >= self.max_bytes:
+                raise Overloaded(
+                    "This server holds as many answers as it may; try again shortly.",
+                    code="store_full",
+                )
         stream = OwnedStream(new_stream_id(), self.driver)
         self._streams[stream.stream_id] = stream
-        return OwnedWriter(stream)
+        self._ensure_sweeper()
+        return _MemoryWriter(stream, self)
+
+    def added(self, stream: OwnedStream, size: int) -> None:
+        """Count frames a writer appended to ``stream`` (and note its end)."""
+        self.held_bytes += size
+        if stream.finished:
+            self._finished[stream.stream_id] = stream
+        if self.max_bytes is not None and self.held_bytes > self.max_bytes:
+            self._evict()
+
+    def _evict(self) -> None:
+        dropped = 0
+        assert self.max_bytes is not None
+        while self.held_bytes > self.max_bytes and self._finished:
+            _, stream = self._finished.popitem(last=False)
+            self._drop(stream)
+            dropped += 1
+        if dropped:
+            self.evicted += dropped
+            log.warning(
+                "memory store full: dropped %d finished stream(s) before their TTL "
+                "(CHATSTREAM_MAX_STORE_MB)",
+                dropped,
+            )
+
+    def _drop(self, stream: OwnedStream) -> None:
+        self._streams.pop(stream.stream_id, None)
+        self.held_bytes -= stored_size(stream.frames)
+        stream.release()
+
+    def _ensure_sweeper(self) -> None:
+        with self._sweeper_lock:
+            if self._sweeper_alive:
+                return
+            self._sweeper_alive = True
+        self.driver.spawn(self._sweeper)
+
+    def _sweeper(self) -> None:
+        # A timer, not a sweep on create(): with no new stream, expired ones
+        # (and what their idle readers pin) would stay forever.
+        while True:
+            self.driver.sleep(self.sweep_s)
+            try:
+                self.sweep()
+            except Exception:  # never lose the timer to one bad sweep
+                log.exception("memory store: sweep failed")
+            with self._sweeper_lock:
+                if not self._streams:
+                    self._sweeper_alive = False
+                    return
 
     def status(self, stream_id: str) -> tuple[int, bool]:
         """``(highest id a reader may hold, finished)``: here, the last event id.
@@ -295,14 +517,18 @@ class MemoryStreamStore:
         return found
 
     def sweep(self) -> int:
-        """Drop finished streams older than the TTL. :returns: how many."""
-        now = time.monotonic()
-        expired = [
-            sid for sid, s in self._streams.items() if s.finished and now - s.ended_at > self.ttl_s
-        ]
-        for sid in expired:
-            del self._streams[sid]
-        return len(expired)
+        """Drop finished streams older than the TTL, oldest first. :returns: how many."""
+        deadline = time.monotonic() - self.ttl_s
+        dropped = 0
+        while self._finished:
+            stream_id = next(iter(self._finished))  # O(1) on an OrderedDict
+            stream = self._finished[stream_id]
+            if stream.ended_at >= deadline:
+                break
+            del self._finished[stream_id]
+            self._drop(stream)
+            dropped += 1
+        return dropped
 
     def wake_all(self) -> None:
         """Wake every waiting reader (shutdown)."""
