@@ -237,7 +237,7 @@ class EventBuffer:
 
     def _ended(self) -> None:
         # Rebind, never mutate: a concurrent take() keeps the list it holds.
-        self.frames = PackedFrames(self.frames)  # type: ignore[arg-type]
+        self.frames = PackedFrames(self.frames)
 
     def release(self) -> None:
         """Forget the frames (the stream expired): attached readers get :data:`EXPIRED_FRAME`."""
