@@ -176,5 +176,6 @@ def main() -> None:
         time.sleep(3)
         report("idle readers gone", rss_mb=round(rss_mb(pid), 1))
 
+
 if __name__ == "__main__":
     main()
