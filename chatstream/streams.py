@@ -424,7 +424,7 @@ class MemoryStreamStore:
         :raises Overloaded: ``store_full``: running streams alone hold ``max_bytes``.
         """
         if self.max_bytes is not None and self.held_bytes >= self.max_bytes:
-            self._evict()
+            self._evict(self.max_bytes - 1)  # make room: strictly under the cap
             if self.held_bytes >= self.max_bytes:
                 raise Overloaded(
                     "This server holds as many answers as it may; try again shortly.",
@@ -441,12 +441,12 @@ class MemoryStreamStore:
         if stream.finished:
             self._finished[stream.stream_id] = stream
         if self.max_bytes is not None and self.held_bytes > self.max_bytes:
-            self._evict()
+            self._evict(self.max_bytes)
 
-    def _evict(self) -> None:
+    def _evict(self, limit: int) -> None:
+        """Drop the oldest finished streams until at most ``limit`` bytes are held."""
         dropped = 0
-        assert self.max_bytes is not None
-        while self.held_bytes > self.max_bytes and self._finished:
+        while self.held_bytes > limit and self._finished:
             _, stream = self._finished.popitem(last=False)
             self._drop(stream)
             dropped += 1

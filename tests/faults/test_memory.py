@@ -11,6 +11,7 @@ bounded it.
 
 from __future__ import annotations
 
+import socket
 import time
 from pathlib import Path
 
@@ -86,7 +87,7 @@ def test_expired_streams_are_freed_with_no_new_traffic(server, client):
     sockets = []
     try:
         for url in urls[:15]:  # readers that send their GET and never read
-            sock = __import__("socket").create_connection(("127.0.0.1", server.port))
+            sock = socket.create_connection(("127.0.0.1", server.port))
             sock.sendall(f"GET {url} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n\r\n".encode())
             sockets.append(sock)
         wait_until(lambda: all_finished(client), timeout=120, interval=0.2)
