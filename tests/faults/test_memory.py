@@ -28,7 +28,7 @@ ENV = {
     "CHATSTREAM_DEMO_DELAY_MS": "0",
     "CHATSTREAM_STREAM_TTL_S": str(TTL_S),
     "CHATSTREAM_SWEEP_S": "0.2",
-    "CHATSTREAM_MAX_EVENTS": str(TOKENS + 1),
+    "CHATSTREAM_MAX_EVENTS": "100001",
     "CHATSTREAM_ATTACH_GRACE_S": "600",
     "CHATSTREAM_DETACH_GRACE_S": "600",
     "CHATSTREAM_LOG_FORMAT": "text",
@@ -76,30 +76,40 @@ def client(server):
         yield c
 
 
-def test_expired_streams_are_freed_with_no_new_traffic(server, client):
-    """30 finished streams (half with a reader that never reads) leave after the TTL.
+def test_expired_streams_are_freed_despite_readers_that_never_read(server, client):
+    """12 finished streams of 100,000 tokens, each with a reader that never reads.
 
-    Nothing is posted after them: only a timer can sweep them.
+    Each stream (~6 MB on the wire) is more than the loopback socket buffers
+    take, so every reader stays blocked in its write. Nothing is posted after
+    them: only a timer can sweep them, and the readers must not pin them.
     """
     (pid,) = server.worker_pids()
     base = rss_mb(pid)
-    urls = submit(client, 30)
+    body = {"prompt": "x", "options": {"tokens": 100_000, "delay_ms": 0}}
+    urls = []
+    for _ in range(12):
+        response = client.post("/api/streaming", json=body)
+        assert response.status_code == 202, response.text
+        urls.append(response.json()["stream_url"])
+    wait_until(lambda: all_finished(client), timeout=120, interval=0.2)
     sockets = []
     try:
-        for url in urls[:15]:  # readers that send their GET and never read
+        for url in urls:  # a GET, then never a byte read
             sock = socket.create_connection(("127.0.0.1", server.port))
             sock.sendall(f"GET {url} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n\r\n".encode())
             sockets.append(sock)
-        wait_until(lambda: all_finished(client), timeout=120, interval=0.2)
+        wait_until(lambda: client.get("/healthz").json()["readers"] == 12, timeout=30)
         peak = rss_mb(pid)
         growth = peak - base
         after = settle(client, pid, base + growth / 2, timeout=TTL_S + 10)
+        readers = client.get("/healthz").json()["readers"]
         print(
-            f"\n30 streams x {TOKENS} tokens: RSS {base:.0f} -> {peak:.0f} MB held "
-            f"({growth / 30:.2f} MB/stream), {after:.0f} MB after the TTL "
-            f"(kept {100 * (after - base) / growth:.0f}% of the growth)"
+            f"\n12 streams x 100,000 tokens, 12 readers that never read: RSS {base:.0f} -> "
+            f"{peak:.0f} MB held, {after:.0f} MB after the TTL with {readers} readers still "
+            f"attached (kept {100 * (after - base) / growth:.0f}% of the growth)"
         )
-        assert growth > 10, "the streams should have cost memory"
+        assert growth > 30, "the streams should have cost memory"
+        assert readers == 12  # still blocked in their writes
         assert after <= base + growth / 2
         assert client.get(urls[-1]).status_code == 404
     finally:
