@@ -405,8 +405,8 @@ class MemoryStreamStore:
 
     :param driver: concurrency primitives (gevent or threads).
     :param ttl_s: how long a finished stream stays readable.
-    :param sweep_s: how often expired streams are dropped (a timer task runs
-        while the store holds streams).
+    :param sweep_s: how late after its TTL at most an expired stream is
+        dropped (a timer task runs while the store holds streams).
     :param max_bytes: events kept at most (:func:`stored_size`); past it the
         oldest finished streams are dropped, then new streams refused.
     """
@@ -497,9 +497,11 @@ class MemoryStreamStore:
 
     def _sweeper(self) -> None:
         # A timer, not a sweep on create(): with no new stream, expired ones
-        # (and what their idle readers pin) would stay forever.
+        # (and what their idle readers pin) would stay forever. It sleeps
+        # until the oldest finished stream expires (nothing expires sooner:
+        # a stream that ends later expires later), at least ``sweep_s``.
         while True:
-            self.driver.sleep(self.sweep_s)
+            self.driver.sleep(max(self.sweep_s, self._next_expiry() - time.monotonic()))
             try:
                 self.sweep()
                 if self._freed_since_trim >= TRIM_AFTER_BYTES:
@@ -511,6 +513,11 @@ class MemoryStreamStore:
                 if not self._streams:
                     self._sweeper_alive = False
                     return
+
+    def _next_expiry(self) -> float:
+        for stream in self._finished.values():  # the oldest only
+            return stream.ended_at + self.ttl_s
+        return time.monotonic() + self.ttl_s
 
     def status(self, stream_id: str) -> tuple[int, bool]:
         """``(highest id a reader may hold, finished)``: here, the last event id.

@@ -92,7 +92,7 @@ def finished_stream(store, frames=FRAMES):
     return writer
 
 
-def test_a_finished_stream_is_freed_without_the_cycle_collector(store):
+def test_a_finished_stream_is_freed_without_the_cycle_collector():
     """The cancel callback points at the generation: ending the stream drops it."""
 
     class Generation:  # what generation.py's runner holds, in miniature
@@ -103,6 +103,7 @@ def test_a_finished_stream_is_freed_without_the_cycle_collector(store):
         def close(self):
             pass
 
+    store = MemoryStreamStore(Driver("threading"), ttl_s=0.05, sweep_s=0.02)
     gc.disable()
     try:
         writer = store.create()
@@ -110,7 +111,6 @@ def test_a_finished_stream_is_freed_without_the_cycle_collector(store):
         alive = weakref.ref(generation)  # OwnedStream has slots, no weakref
         writer.append(FRAMES, final=True)
         del generation, writer
-        store.ttl_s = 0
         wait_until(lambda: not store._streams, timeout=10)
         assert alive() is None
     finally:
