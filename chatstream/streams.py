@@ -70,7 +70,8 @@ READ_MAX_BYTES = 64 * 1024
 #: 8-byte offset per frame); ``MAX_STORE_MB`` is checked against this count.
 FRAME_OFFSET_BYTES = 8
 
-#: After the sweeps have freed this much, hand free heap pages back to the OS.
+#: After the sweeps have freed this much (or emptied the store), hand free
+#: heap pages back to the OS.
 TRIM_AFTER_BYTES = 64 * 2**20
 
 #: What a reader still attached to an expired (or evicted) stream reads last.
@@ -504,7 +505,10 @@ class MemoryStreamStore:
             self.driver.sleep(max(self.sweep_s, self._next_expiry() - time.monotonic()))
             try:
                 self.sweep()
-                if self._freed_since_trim >= TRIM_AFTER_BYTES:
+                # After every TRIM_AFTER_BYTES freed, and once the store is empty.
+                if self._freed_since_trim >= TRIM_AFTER_BYTES or (
+                    self._freed_since_trim and not self._streams
+                ):
                     self._freed_since_trim = 0
                     self._trim()
             except Exception:  # never lose the timer to one bad sweep
