@@ -16,7 +16,7 @@ invalid_json``, what the standard library would let through to fail later:
 * nesting deeper than :data:`MAX_JSON_DEPTH`: the standard library's decoder
   recurses (``RecursionError`` at about 1,000 levels), and so do ``repr`` and
   anything else that walks the value afterwards;
-* ``NaN``/``Infinity`` and integers beyond 64 bits.
+* ``NaN`` and ``Infinity``, which are not JSON.
 
 It raises a :class:`~chatstream.errors.BadRequest` rather than a
 ``ValueError``, so even ``request.get_json(silent=True)`` answers ``400``.
