@@ -15,10 +15,10 @@ across workers and machines.
 
 Memory, and what bounds it:
 
-* A running stream keeps one ``bytes`` per frame; when it ends its frames are
-  packed into one buffer and an array of offsets (:class:`PackedFrames`),
-  about half the memory for token-sized frames, and the small objects go
-  back to the allocator at once instead of at the TTL.
+* A stream keeps its frames in one growing buffer and an array of offsets
+  (:class:`FrameLog`): about half the memory of a ``bytes`` object per
+  token-sized frame, and no small long-lived objects to fragment the
+  allocator's arenas.
 * Ending a stream drops its cancel callbacks, which point back at the
   generation: a finished stream is freed by reference counting, without
   waiting for the cycle collector.
@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import itertools
 import logging
 import secrets
 import threading
@@ -45,6 +44,7 @@ from array import array
 from bisect import bisect_left
 from collections import OrderedDict
 from collections.abc import Callable
+from collections.abc import Iterable
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -144,18 +144,32 @@ class StreamStore(Protocol):
     def ping(self) -> bool: ...
 
 
-class PackedFrames(Sequence[bytes]):
-    """The frames of an ended stream: one buffer and the end offset of each frame.
+class FrameLog(Sequence[bytes]):
+    """The frames of one stream: one growing buffer and the end offset of each frame.
 
-    A read-only sequence of frames (equal to the list it was packed from);
-    readers use :meth:`span`, which slices the buffer once.
+    A frame costs its bytes plus an 8-byte offset, instead of a ``bytes``
+    object and a list slot each (~50 more bytes for a token, and small
+    long-lived objects that fragment the allocator's arenas). Readers use
+    :meth:`span`, which copies one slice; it is also a read-only sequence of
+    frames, equal to the list of the same frames.
+
+    One writer appends, readers may read concurrently (threads too): the
+    bytes go in before their offset, and a reader only looks up to the count
+    it saw, so it never sees a partial frame.
     """
 
     __slots__ = ("data", "ends")
 
-    def __init__(self, frames: Sequence[bytes]) -> None:
-        self.data = b"".join(frames)
-        self.ends = array("Q", itertools.accumulate(map(len, frames), initial=0))
+    def __init__(self, frames: Iterable[bytes] = ()) -> None:
+        self.data = bytearray()
+        self.ends = array("Q", [0])
+        self.extend(frames)
+
+    def extend(self, frames: Iterable[bytes]) -> None:
+        data, ends = self.data, self.ends
+        for frame in frames:
+            data += frame
+            ends.append(len(data))
 
     def __len__(self) -> int:
         return len(self.ends) - 1
@@ -171,35 +185,33 @@ class PackedFrames(Sequence[bytes]):
             index += len(self)
         if not 0 <= index < len(self):
             raise IndexError("frame index out of range")
-        return self.data[self.ends[index] : self.ends[index + 1]]
+        return bytes(self.data[self.ends[index] : self.ends[index + 1]])
 
     def __eq__(self, other: object) -> bool:
-        if isinstance(other, PackedFrames | list | tuple):
+        if isinstance(other, FrameLog | list | tuple):
             return len(self) == len(other) and list(self) == list(other)
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]
 
-    def span(self, after: int, max_bytes: int) -> tuple[bytes, int]:
-        """The frames after ``after``, stopping at the first that reaches ``max_bytes``.
+    def span(self, after: int, count: int, max_bytes: int) -> tuple[bytes, int]:
+        """Frames ``after+1..`` up to ``count``, stopping at the first that reaches ``max_bytes``.
 
         :returns: their bytes and the id of the last one.
         """
         ends = self.ends
         start = ends[after]
-        end = bisect_left(ends, start + max_bytes, after + 1, len(ends) - 1)
-        return self.data[start : ends[end]], end
+        end = bisect_left(ends, start + max_bytes, after + 1, count)
+        return bytes(self.data[start : ends[end]]), end
 
 
 #: The frames of a released stream (expired or evicted).
-RELEASED = PackedFrames([])
+RELEASED = FrameLog()
 
 
-def stored_size(frames: list[bytes] | PackedFrames) -> int:
+def stored_size(frames: FrameLog) -> int:
     """What the memory store counts for these frames (bytes + an offset each)."""
-    if isinstance(frames, PackedFrames):
-        return len(frames.data) + FRAME_OFFSET_BYTES * len(frames)
-    return sum(map(len, frames)) + FRAME_OFFSET_BYTES * len(frames)
+    return len(frames.data) + FRAME_OFFSET_BYTES * len(frames)
 
 
 class EventBuffer:
@@ -207,15 +219,15 @@ class EventBuffer:
 
     The memory store keeps one per stream; the Redis store keeps one per
     stream that this process writes or reads (a local mirror). One writer
-    calls :meth:`extend`; any number of readers call :meth:`read`. When the
-    stream ends its frames are packed (:class:`PackedFrames`).
+    calls :meth:`extend`; any number of readers call :meth:`read`. The
+    frames are kept in a :class:`FrameLog`.
     """
 
     __slots__ = ("frames", "finished", "ended_at", "changed", "waiting", "_driver")
 
     def __init__(self, driver: Driver) -> None:
         self._driver = driver
-        self.frames: list[bytes] | PackedFrames = []
+        self.frames = FrameLog()
         self.finished = False
         self.ended_at = 0.0
         self.changed = driver.event()
@@ -225,7 +237,7 @@ class EventBuffer:
         """Append frames (and end the stream). :returns: False if already ended."""
         if self.finished:
             return False
-        self.frames.extend(frames)  # type: ignore[union-attr]  # a list until finished
+        self.frames.extend(frames)
         if final:
             self.finished = True
             self.ended_at = time.monotonic()
@@ -242,8 +254,7 @@ class EventBuffer:
         return True
 
     def _ended(self) -> None:
-        # Rebind, never mutate: a concurrent take() keeps the list it holds.
-        self.frames = PackedFrames(self.frames)
+        """The stream has just ended (a hook for subclasses)."""
 
     def release(self) -> None:
         """Forget the frames (the stream expired): attached readers get :data:`EXPIRED_FRAME`."""
@@ -266,14 +277,7 @@ class EventBuffer:
         frames = self.frames
         count = len(frames)
         if after < count:
-            if type(frames) is list:
-                end, size = after, 0
-                while end < count and size < READ_MAX_BYTES:
-                    size += len(frames[end])
-                    end += 1
-                data = b"".join(frames[after:end])
-            else:
-                data, end = frames.span(after, READ_MAX_BYTES)  # type: ignore[union-attr]
+            data, end = frames.span(after, count, READ_MAX_BYTES)
             return Chunk(data, end, finished and end == count)
         if frames is RELEASED:
             return Chunk(EXPIRED_FRAME, after, True)

@@ -1,7 +1,7 @@
 """What the memory store holds, and for how long (chatstream/streams.py).
 
-Packed finished streams, bounded reads, the sweep timer, the byte cap and
-the release of streams whose readers never read.
+The frame log, bounded reads, the sweep timer, the byte cap and the release
+of streams whose readers never read.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from chatstream.streams import EXPIRED_FRAME
 from chatstream.streams import READ_MAX_BYTES
 from chatstream.streams import RELEASED
 from chatstream.streams import EventBuffer
+from chatstream.streams import FrameLog
 from chatstream.streams import MemoryStreamStore
-from chatstream.streams import PackedFrames
 from chatstream.streams import stored_size
 from tests.support.client import wait_until
 
@@ -39,15 +39,19 @@ def read_all(buffer: EventBuffer, after: int = 0) -> tuple[bytes, list[int]]:
         assert chunk.data, "a running stream's read made no progress"
 
 
-def test_packed_frames_are_the_frames():
-    packed = PackedFrames(FRAMES)
-    assert len(packed) == len(FRAMES)
-    assert packed == FRAMES and list(packed) == FRAMES
-    assert packed[3] == FRAMES[3] and packed[-1] == FRAMES[-1]
-    assert packed[5:9] == FRAMES[5:9]
+def test_the_frame_log_is_the_frames():
+    log = FrameLog(FRAMES[:100])
+    log.extend(FRAMES[100:])
+    assert len(log) == len(FRAMES)
+    assert log == FRAMES and list(log) == FRAMES
+    assert log[3] == FRAMES[3] and log[-1] == FRAMES[-1]
+    assert log[5:9] == FRAMES[5:9]
+    assert stored_size(log) == sum(map(len, FRAMES)) + 8 * len(FRAMES)
     for after in (0, 1, 50, 198):
-        data, end = packed.span(after, 40)
+        data, end = log.span(after, len(FRAMES), 40)
         assert data == b"".join(FRAMES[after:end]) and end > after
+        assert isinstance(data, bytes)  # what WSGI servers take
+    assert log.span(0, 10, 10**9) == (b"".join(FRAMES[:10]), 10)  # never past ``count``
 
 
 @pytest.mark.parametrize("final", [False, True], ids=["running", "finished"])
@@ -56,7 +60,6 @@ def test_every_read_is_bounded_and_nothing_is_lost(final):
     buffer = EventBuffer(Driver("threading"))
     buffer.extend(big[:-1])
     buffer.extend(big[-1:], final=final)
-    assert isinstance(buffer.frames, PackedFrames) is final
     if final:
         data, sizes = read_all(buffer)
     else:
@@ -121,7 +124,7 @@ def test_expired_streams_are_swept_by_the_timer(store):
     store.ttl_s = 0.05
     writer = finished_stream(store)
     held = store.held_bytes
-    assert held == stored_size(FRAMES)
+    assert held == stored_size(FrameLog(FRAMES))
     # No create(), no sweep() call: only the timer can drop it.
     wait_until(lambda: not store._streams, timeout=10)
     assert store.held_bytes == 0
@@ -143,7 +146,7 @@ def test_a_reader_that_never_reads_does_not_pin_the_stream(store):
 
 
 def test_the_byte_cap_drops_the_oldest_finished_streams_first():
-    size = stored_size(FRAMES)
+    size = stored_size(FrameLog(FRAMES))
     store = MemoryStreamStore(Driver("threading"), ttl_s=60, max_bytes=3 * size)
     writers = [finished_stream(store) for _ in range(5)]
     running = store.create()
@@ -156,7 +159,9 @@ def test_the_byte_cap_drops_the_oldest_finished_streams_first():
 
 
 def test_running_streams_alone_at_the_cap_refuse_new_ones():
-    store = MemoryStreamStore(Driver("threading"), ttl_s=60, max_bytes=stored_size(FRAMES))
+    store = MemoryStreamStore(
+        Driver("threading"), ttl_s=60, max_bytes=stored_size(FrameLog(FRAMES))
+    )
     running = store.create()
     running.append(FRAMES)  # over the cap, nothing finished to drop
     with pytest.raises(Overloaded) as info:
