@@ -365,9 +365,9 @@ def _malloc_trim() -> Callable[[], None]:
 
     Hand-written because nothing else does it: a freed 1 MB stream buffer
     sits in the middle of glibc's heap, and glibc only returns the heap's top
-    to the OS. Measured with 100 streams x 20,000 tokens per round: RSS after
-    the sweep stayed ~17 MB above the baseline (and crept up by a few MB a
-    round) until ``malloc_trim`` returned it; the call took 2-40 ms.
+    to the OS. Measured with 100 streams x 20,000 tokens per round (one
+    process, the store alone): RSS after the sweep stayed 5-37 MB above the
+    baseline until ``malloc_trim`` returned all of it; the call took 1-10 ms.
     """
     name = ctypes.util.find_library("c")
     trim = getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
