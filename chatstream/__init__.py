@@ -30,8 +30,8 @@ from .generation import Runner
 from .heartbeat import Ticker
 from .hosts import init_hosts
 from .limits import init_limits
+from .memory_store import MemoryStreamStore
 from .requests import StrictJSONProvider
-from .streams import MemoryStreamStore
 from .streams import StreamStore
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,13 +14,13 @@ import pytest
 from chatstream.concurrency import Driver
 from chatstream.errors import NotFound
 from chatstream.errors import Overloaded
+from chatstream.framelog import FrameLog
+from chatstream.framelog import stored_size
+from chatstream.memory_store import MemoryStreamStore
 from chatstream.streams import EXPIRED_FRAME
 from chatstream.streams import READ_MAX_BYTES
 from chatstream.streams import RELEASED
 from chatstream.streams import EventBuffer
-from chatstream.streams import FrameLog
-from chatstream.streams import MemoryStreamStore
-from chatstream.streams import stored_size
 from tests.support.client import wait_until
 
 FRAMES = [f"id: {i}\ndata: {'x' * (i % 7)}\n\n".encode() for i in range(1, 200)]
