@@ -192,8 +192,9 @@ class MemoryStreamStore:
         # (and what their idle readers pin) would stay forever. It sleeps
         # until the oldest finished stream expires (nothing expires sooner:
         # a stream that ends later expires later), at least ``sweep_s``.
+        wait = self.sweep_s
         while True:
-            self.driver.sleep(max(self.sweep_s, self._next_expiry() - time.monotonic()))
+            self.driver.sleep(wait)
             try:
                 self.sweep()
                 # After every TRIM_AFTER_BYTES freed, and once the store is empty.
@@ -202,8 +203,10 @@ class MemoryStreamStore:
                 ):
                     self._freed_since_trim = 0
                     self._trim()
+                wait = max(self.sweep_s, self._next_expiry() - time.monotonic())
             except Exception:  # never lose the timer to one bad sweep
                 log.exception("memory store: sweep failed")
+                wait = self.sweep_s
             with self._sweeper_lock:
                 if not self._streams:
                     self._sweeper_alive = False
@@ -251,11 +254,14 @@ class MemoryStreamStore:
         deadline = time.monotonic() - self.ttl_s
         dropped = 0
         while self._finished:
-            stream_id = next(iter(self._finished))  # O(1) on an OrderedDict
-            stream = self._finished[stream_id]
+            # Pop, then put back if not expired: each step is one atomic
+            # OrderedDict call, so a writer thread (threading driver) adding a
+            # finished stream meanwhile cannot break an iteration.
+            stream_id, stream = self._finished.popitem(last=False)
             if stream.ended_at >= deadline:
+                self._finished[stream_id] = stream
+                self._finished.move_to_end(stream_id, last=False)
                 break
-            del self._finished[stream_id]
             self._drop(stream)
             dropped += 1
         return dropped
