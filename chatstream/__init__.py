@@ -52,13 +52,19 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from . import config
     from .errors import register_error_handlers
     from .extension import Chatstream
+    from .hosts import init_hosts
+    from .requests import StrictJSONProvider
 
     app = Flask(__name__, static_folder=None)
     config.load_environment(app.config)
     if test_config:
         app.config.from_mapping(config.namespaced(test_config))
-    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    # Every JSON body the app reads is strict (depth, lone surrogates: see requests.py).
+    app.json = StrictJSONProvider(app)
+    app.json.ensure_ascii = False
     # The whole app is chatstream: 404/405 outside its routes are JSON too.
     register_error_handlers(app)
     Chatstream(app, url_prefix="/api", page=True, ops=True)
+    # ... and so is every host name it answers to (before any other hook).
+    init_hosts(app, app.extensions["chatstream"].trusted_hosts)
     return app

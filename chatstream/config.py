@@ -84,6 +84,8 @@ SETTINGS: dict[str, Setting] = {
         100, int, 0, 1_000_000, "open connections per client address and worker (gunicorn)"
     ),
     "SESSION_COOKIE": Setting("chatstream_session", str, help="chatstream's own cookie name"),
+    "ALLOWED_HOSTS": Setting(None, list, help="host names served, comma-separated; * for any"),
+    "MAX_STORE_MB": Setting(256, int, 1, 1_000_000, "MiB of events kept per worker (memory store)"),
 }
 
 #: Settings read from their conventional, unprefixed names.

@@ -6,13 +6,14 @@
     ├── ConfigError                 a bad setting; stops start-up
     ├── RequestError                status (4xx/5xx), rendered as JSON before headers
     │   ├── BadRequest              400 bad_request / invalid_json / empty_prompt / ...
+    │   │                           (also untrusted_host, malformed_body: see the handlers)
     │   ├── Unauthorized            401 unauthorized / wrong_password (+ WWW-Authenticate)
     │   ├── Forbidden               403 cross_origin
     │   ├── NotFound                404 stream_not_found
     │   ├── PayloadTooLarge         413 payload_too_large
     │   ├── UnsupportedMediaType    415 unsupported_media_type
     │   ├── TooManyRequests         429 rate_limited / too_many_streams (+ Retry-After)
-    │   ├── Overloaded              503 overloaded (+ Retry-After)
+    │   ├── Overloaded              503 overloaded / store_full (+ Retry-After)
     │   └── StoreUnavailable        503 store_unavailable (+ Retry-After)
     ├── GenerationError             after headers: becomes an ``error`` event
     │   ├── GenerationTimeout       generation_timeout
@@ -30,6 +31,11 @@ Before the response headers are sent, views raise a :class:`RequestError`
 and the one handler registered here renders ``{"error": {"code", "message"}}``.
 After the headers are sent nothing is raised into the WSGI server: the
 generation runner stores an ``error`` event and ends the stream.
+
+Two refusals come from below Flask and get their JSON here too: a ``Host``
+outside ``CHATSTREAM_ALLOWED_HOSTS`` (werkzeug's ``SecurityError``, see
+:mod:`chatstream.hosts`) and a body the server cannot de-chunk (gunicorn's
+``ParseException`` raised while a view reads the body).
 """
 
 from __future__ import annotations
@@ -39,7 +45,11 @@ from flask import Flask
 from flask import Response
 from flask import current_app
 from flask import jsonify
+from flask import request
+from gunicorn.http.errors import NoMoreData
+from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import SecurityError
 
 
 class ChatstreamError(Exception):
@@ -139,8 +149,8 @@ class Overloaded(RequestError):
     status = 503
     code = "overloaded"
 
-    def __init__(self, message: str, *, retry_after: int = 5) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, code: str | None = None, retry_after: int = 5) -> None:
+        super().__init__(message, code=code)
         self.headers = {"Retry-After": str(retry_after)}
 
 
@@ -202,6 +212,9 @@ def error_response(
     status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> Response:
     """Build the JSON error body every 4xx/5xx of chatstream uses."""
+    # A message quoting client input could hold a lone surrogate, which
+    # UTF-8 cannot encode: escape it rather than fail the error response.
+    message = message.encode("utf-8", "backslashreplace").decode("utf-8")
     response = jsonify({"error": {"code": code, "message": message}})
     response.status_code = status
     for name, value in (headers or {}).items():
@@ -231,6 +244,22 @@ def register_error_handlers(app: Flask | Blueprint) -> None:
             headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
         code = "payload_too_large" if status == 413 else _snake(exc.name)
         return error_response(status, code, exc.description or exc.name, headers)
+
+    @app.errorhandler(SecurityError)
+    def _untrusted_host(exc: SecurityError) -> Response:
+        host = request.headers.get("Host", "")[:100]
+        message = (
+            f"This server does not answer to the host {host!r}. Its operator lists "
+            "the names it serves in CHATSTREAM_ALLOWED_HOSTS."
+        )
+        return error_response(400, "untrusted_host", message)
+
+    @app.errorhandler(ParseException)
+    @app.errorhandler(NoMoreData)
+    def _malformed_body(exc: Exception) -> Response:
+        # gunicorn parses a chunked body lazily, while the view reads it.
+        message = f"The request body is malformed: {str(exc)[:200]}."
+        return error_response(400, "malformed_body", message, {"Connection": "close"})
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:

@@ -33,6 +33,7 @@ from flask import request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config
+from . import hosts
 from . import logs
 from . import shutdown
 from .adapters.base import AdapterFactory
@@ -69,6 +70,8 @@ class State:
     session_interface: CookieSessionInterface
     #: The open SSE readers: count, heartbeat, draining (:mod:`chatstream.readers`).
     readers: Readers
+    #: The ``Host`` names served (``ALLOWED_HOSTS``, :mod:`chatstream.hosts`); None: any.
+    trusted_hosts: list[str] | None = None
 
 
 def state() -> State:
@@ -89,7 +92,12 @@ def make_store(settings: Mapping[str, Any], driver: Driver) -> StreamStore:
         installed (it is the ``chatstream[redis]`` extra).
     """
     if not settings["REDIS_URL"]:
-        return MemoryStreamStore(driver, ttl_s=settings["STREAM_TTL_S"])
+        return MemoryStreamStore(
+            driver,
+            ttl_s=settings["STREAM_TTL_S"],
+            sweep_s=settings["SWEEP_S"],
+            max_bytes=settings["MAX_STORE_MB"] * 2**20,
+        )
     try:
         from .redis_streams import RedisStreamStore
     except ModuleNotFoundError as exc:
@@ -165,6 +173,7 @@ class Chatstream:
             settings=values,
             session_interface=CookieSessionInterface(values["SESSION_COOKIE"]),
             readers=Readers(store, driver, values["HEARTBEAT_S"]),
+            trusted_hosts=hosts.resolve(values),
         )
         app.extensions["chatstream"] = ext
         shutdown.register(ext)
@@ -173,7 +182,7 @@ class Chatstream:
             # number of X-Forwarded-* hops (the ones our own proxies appended).
             # It wraps the whole app: the proxies are in front of all of it.
             app.wsgi_app = ProxyFix(app.wsgi_app, **values["PROXY_FIX"])  # type: ignore[method-assign]
-        app.register_blueprint(self._blueprint(app))
+        app.register_blueprint(self._blueprint(app, ext))
         log.info("chatstream ready: %s driver=%s", config.summary(values), driver.name)
 
     def _factory(self, values: Settings) -> AdapterFactory:
@@ -186,7 +195,7 @@ class Chatstream:
             factory.name = values["ADAPTER"]
         return factory
 
-    def _blueprint(self, app: Flask) -> Blueprint:
+    def _blueprint(self, app: Flask, ext: State) -> Blueprint:
         """One ``chatstream`` blueprint per app: its children, hooks and handlers."""
         from . import access
         from . import revocations
@@ -202,6 +211,8 @@ class Chatstream:
         from .views import prompts  # noqa: F401  (routes on ``api``)
 
         bp = Blueprint("chatstream", __name__)
+        if ext.trusted_hosts is not None:  # first: no other hook sees a foreign host
+            bp.before_request(hosts.guard(ext.trusted_hosts))
         bp.register_blueprint(api, url_prefix=self.url_prefix or None)
         if self.page:
             bp.register_blueprint(page, url_prefix=self.page_prefix or None)

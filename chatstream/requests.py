@@ -1,9 +1,25 @@
-"""Parse and check a prompt submission (before any header is sent).
+"""Parse and check request bodies and a prompt submission (before any header is sent).
 
 Accepts the seed's ``{"prompt": "..."}`` or a multi-turn
 ``{"messages": [{"role": ..., "content": ...}, ...]}``, plus optional
 ``model`` and ``options``. Every problem raises a
 :class:`~chatstream.errors.RequestError` with a clear message.
+
+Every JSON body of the app (prompts, ``POST /login``) is decoded by
+:class:`StrictJSONProvider`, Flask's JSON provider hook, with ``orjson``:
+strict RFC 8259 and well-formed Unicode. It refuses, as a JSON ``400
+invalid_json``, what the standard library would let through to fail later:
+
+* a lone surrogate (``"\\ud800"``) in a key or a value: Python holds it in a
+  ``str`` but cannot encode it as UTF-8, so an echo in an error message, a log
+  line or a token sent to the model would fail mid-way;
+* nesting deeper than :data:`MAX_JSON_DEPTH`: the standard library's decoder
+  recurses (``RecursionError`` at about 1,000 levels), and so do ``repr`` and
+  anything else that walks the value afterwards;
+* ``NaN`` and ``Infinity``, which are not JSON.
+
+It raises a :class:`~chatstream.errors.BadRequest` rather than a
+``ValueError``, so even ``request.get_json(silent=True)`` answers ``400``.
 """
 
 from __future__ import annotations
@@ -13,7 +29,9 @@ from dataclasses import field
 from typing import Any
 from typing import cast
 
+import orjson
 from flask import Request
+from flask.json.provider import DefaultJSONProvider
 
 from .adapters.base import Message
 from .errors import BadRequest
@@ -22,6 +40,60 @@ from .errors import UnsupportedMediaType
 
 ROLES = ("system", "user", "assistant")
 KNOWN_KEYS = {"prompt", "messages", "model", "options"}
+
+#: Arrays and objects nested deeper than this are refused. The API's own
+#: bodies nest 3 levels (``messages[i].content``); 32 leaves room for options.
+MAX_JSON_DEPTH = 32
+
+
+def strict_loads(data: str | bytes) -> Any:
+    """Decode a JSON body strictly (module docstring).
+
+    :raises BadRequest: ``invalid_json``.
+    """
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"The body is not valid JSON: {exc}.", code="invalid_json") from None
+    if isinstance(value, dict | list) and _depth_exceeds(value, MAX_JSON_DEPTH):
+        raise BadRequest(
+            f"The JSON body nests deeper than {MAX_JSON_DEPTH} levels.", code="invalid_json"
+        )
+    return value
+
+
+def strict_json(request: Request) -> Any:
+    """The request's JSON body, decoded by :func:`strict_loads` whatever the
+    app's JSON provider (chatstream mounted in a host app keeps the host's).
+
+    :raises BadRequest: ``invalid_json``.
+    """
+    return strict_loads(request.get_data(cache=True))
+
+
+class StrictJSONProvider(DefaultJSONProvider):
+    """Flask's JSON provider, decoding with ``orjson`` (module docstring).
+
+    The standalone app's provider, so that every JSON body it reads is strict.
+    """
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        if kwargs:  # Flask's own callers with hooks (the session serializer)
+            return super().loads(s, **kwargs)
+        return strict_loads(s)
+
+
+def _depth_exceeds(value: dict[str, Any] | list[Any], limit: int) -> bool:
+    # Iterative on purpose: a recursive walk is what fails on deep input.
+    # orjson already stopped at 1,024 levels, so this is bounded.
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return False
 
 
 @dataclass(frozen=True)
@@ -39,9 +111,7 @@ def read_json(request: Request) -> dict[str, Any]:
     """
     if not request.is_json:
         raise UnsupportedMediaType("Send the prompt as JSON with 'Content-Type: application/json'.")
-    payload = request.get_json(silent=True)
-    if payload is None:
-        raise BadRequest("The request body is not valid JSON.", code="invalid_json")
+    payload = strict_json(request)
     if not isinstance(payload, dict):
         raise BadRequest("The JSON body must be an object.", code="invalid_shape")
     return payload

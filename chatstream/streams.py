@@ -13,6 +13,13 @@ last id it has (0: none yet): the ``<seq>`` of the browser's ``Last-Event-ID``
 :class:`MemoryStreamStore` keeps everything in this process (the default,
 one worker). A Redis implementation with the same interface shares streams
 across workers and machines.
+
+A stream's frames live in a :class:`~chatstream.framelog.FrameLog` (one
+buffer, an offset per frame). A read returns at most :data:`READ_MAX_BYTES`,
+so a client that stops reading pins one pending write, never a whole
+stream; a released stream (expired) answers :data:`EXPIRED_FRAME`.
+:class:`~chatstream.memory_store.MemoryStreamStore` lives in its own module
+(re-exported here).
 """
 
 from __future__ import annotations
@@ -24,11 +31,24 @@ from dataclasses import dataclass
 from typing import NamedTuple
 from typing import Protocol
 
+from . import sse
 from .concurrency import Driver
-from .errors import NotFound
+from .framelog import FrameLog
 
 #: ``secrets.token_urlsafe(24)`` gives 192 random bits in 32 URL-safe chars.
 ID_BYTES = 24
+
+
+#: At most this much is returned by one read (but always one whole frame): a
+#: client that stops reading holds one pending write, not its whole stream.
+READ_MAX_BYTES = 64 * 1024
+
+#: What a reader still attached to an expired (or evicted) stream reads last.
+#: No id: its ``Last-Event-ID`` stays that of the last event it really got.
+EXPIRED_FRAME = sse.encode(
+    '{"code":"stream_expired","message":"This answer is no longer kept on the server."}',
+    event="error",
+)
 
 
 def new_stream_id() -> str:
@@ -93,19 +113,24 @@ class StreamStore(Protocol):
     def ping(self) -> bool: ...
 
 
+#: The frames of a released stream (expired or evicted).
+RELEASED = FrameLog()
+
+
 class EventBuffer:
     """Framed events of one stream in this process, and their readers' wake-up.
 
     The memory store keeps one per stream; the Redis store keeps one per
     stream that this process writes or reads (a local mirror). One writer
-    calls :meth:`extend`; any number of readers call :meth:`read`.
+    calls :meth:`extend`; any number of readers call :meth:`read`. The
+    frames are kept in a :class:`FrameLog`.
     """
 
     __slots__ = ("frames", "finished", "ended_at", "changed", "waiting", "_driver")
 
     def __init__(self, driver: Driver) -> None:
         self._driver = driver
-        self.frames: list[bytes] = []
+        self.frames = FrameLog()
         self.finished = False
         self.ended_at = 0.0
         self.changed = driver.event()
@@ -119,6 +144,7 @@ class EventBuffer:
         if final:
             self.finished = True
             self.ended_at = time.monotonic()
+            self._ended()
         # Wake every waiting reader once for this batch, and only if one waits
         # (no allocation per token otherwise). Order matters: the writer
         # appends, then looks at ``waiting``; a reader sets ``waiting`` and
@@ -130,6 +156,15 @@ class EventBuffer:
             changed.set()
         return True
 
+    def _ended(self) -> None:
+        """The stream has just ended (a hook for subclasses)."""
+
+    def release(self) -> None:
+        """Forget the frames (the stream expired): attached readers get :data:`EXPIRED_FRAME`."""
+        self.frames = RELEASED
+        self.finished = True
+        self.wake()
+
     def wake(self) -> None:
         """Wake waiting readers with no new frame (they re-check their state)."""
         if self.waiting:
@@ -138,14 +173,17 @@ class EventBuffer:
             changed.set()
 
     def take(self, after: int) -> Chunk:
-        """The frames after event ``after``, without waiting."""
+        """The frames after event ``after`` (up to :data:`READ_MAX_BYTES`), without waiting."""
         # Read ``finished`` before the length: the writer appends the final
         # frame before setting it, so "finished" always covers what we join.
         finished = self.finished
         frames = self.frames
         count = len(frames)
         if after < count:
-            return Chunk(b"".join(frames[after:count]), count, finished)
+            data, end = frames.span(after, count, READ_MAX_BYTES)
+            return Chunk(data, end, finished and end == count)
+        if frames is RELEASED:
+            return Chunk(EXPIRED_FRAME, after, True)
         return Chunk(b"", after, finished)
 
     def read(self, after: int, timeout: float | None) -> Chunk:
@@ -190,6 +228,12 @@ class OwnedStream(EventBuffer):
         self.ever_attached = False
         self.idle_since = time.monotonic()
 
+    def _ended(self) -> None:
+        super()._ended()
+        # The callbacks close the generation's adapter, and the generation
+        # holds this stream's writer: a cycle. Nothing is left to cancel.
+        self.callbacks = []
+
     def request_cancel(self, reason: str) -> None:
         """Ask the writer to stop (once; a finished stream ignores it)."""
         if self.cancel_reason is None and not self.finished:
@@ -219,96 +263,22 @@ class OwnedWriter:
         return self._stream.cancel_reason
 
 
-class _MemoryReader:
-    def __init__(self, stream: OwnedStream) -> None:
-        self._stream = stream
-        self._closed = False
-        self.read = stream.read
-        stream.readers += 1
-        stream.ever_attached = True
+# Re-exported: the memory store was defined here, and callers import it from here.
+from .memory_store import MemoryStreamStore  # noqa: E402
 
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._stream.readers -= 1
-            if self._stream.readers == 0:
-                self._stream.idle_since = time.monotonic()
-
-
-class MemoryStreamStore:
-    """Streams kept in this process.
-
-    :param driver: concurrency primitives (gevent or threads).
-    :param ttl_s: how long a finished stream stays readable.
-    """
-
-    def __init__(self, driver: Driver, *, ttl_s: float) -> None:
-        self.driver = driver
-        self.ttl_s = ttl_s
-        self._streams: dict[str, OwnedStream] = {}
-        self._next_sweep = 0.0
-
-    def _get(self, stream_id: str) -> OwnedStream:
-        stream = self._streams.get(stream_id)
-        if stream is None or (stream.finished and time.monotonic() - stream.ended_at > self.ttl_s):
-            raise NotFound("No such stream (unknown id, or it expired).")
-        return stream
-
-    def create(self) -> OwnedWriter:
-        now = time.monotonic()
-        if now >= self._next_sweep:  # amortised: at most one full scan a second
-            self._next_sweep = now + 1.0
-            self.sweep()
-        stream = OwnedStream(new_stream_id(), self.driver)
-        self._streams[stream.stream_id] = stream
-        return OwnedWriter(stream)
-
-    def status(self, stream_id: str) -> tuple[int, bool]:
-        """``(highest id a reader may hold, finished)``: here, the last event id.
-
-        :raises NotFound: unknown or expired.
-        """
-        stream = self._get(stream_id)
-        return len(stream.frames), stream.finished
-
-    def open_reader(self, stream_id: str) -> _MemoryReader:
-        return _MemoryReader(self._get(stream_id))
-
-    def cancel(self, stream_id: str, reason: str) -> bool:
-        """Ask the writer to stop. :returns: False if it had already ended."""
-        stream = self._get(stream_id)
-        stream.request_cancel(reason)
-        return not stream.finished
-
-    def presence(self, stream_id: str) -> Presence:
-        stream = self._get(stream_id)
-        idle = 0.0 if stream.readers else time.monotonic() - stream.idle_since
-        return Presence(stream.readers, stream.ever_attached, idle)
-
-    def presence_many(self, stream_ids: list[str]) -> dict[str, Presence]:
-        """:meth:`presence` of several streams (unknown ones are left out)."""
-        found = {}
-        for stream_id in stream_ids:
-            try:
-                found[stream_id] = self.presence(stream_id)
-            except NotFound:
-                continue
-        return found
-
-    def sweep(self) -> int:
-        """Drop finished streams older than the TTL. :returns: how many."""
-        now = time.monotonic()
-        expired = [
-            sid for sid, s in self._streams.items() if s.finished and now - s.ended_at > self.ttl_s
-        ]
-        for sid in expired:
-            del self._streams[sid]
-        return len(expired)
-
-    def wake_all(self) -> None:
-        """Wake every waiting reader (shutdown)."""
-        for stream in list(self._streams.values()):
-            stream.wake()
-
-    def ping(self) -> bool:
-        return True
+__all__ = [
+    "Chunk",
+    "EventBuffer",
+    "EXPIRED_FRAME",
+    "FrameLog",
+    "MemoryStreamStore",
+    "OwnedStream",
+    "OwnedWriter",
+    "Presence",
+    "READ_MAX_BYTES",
+    "RELEASED",
+    "StreamReader",
+    "StreamStore",
+    "StreamWriter",
+    "new_stream_id",
+]

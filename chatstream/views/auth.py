@@ -26,6 +26,7 @@ from .. import login as login_mark
 from ..errors import TooManyRequests
 from ..errors import Unauthorized
 from ..extension import settings
+from ..requests import strict_json
 from . import page
 
 bp = page
@@ -70,7 +71,7 @@ def login() -> ResponseReturnValue:
     """Check the password; on success mark the session and go on."""
     _require_password()
     config = settings()
-    payload = request.get_json(silent=True) if request.is_json else None
+    payload = strict_json(request) if request.is_json else None
     data = payload if isinstance(payload, dict) else request.form
     password = data.get("password")
     target = _safe_next(data.get("next"))
