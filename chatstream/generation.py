@@ -56,6 +56,8 @@ CANCEL_ERRORS: dict[str, ChatstreamError] = {
     "shutdown": GenerationInterrupted(
         "The server is restarting; please retry.", code="server_shutdown"
     ),
+    # The Redis store closed the stream: this process was judged dead (stalled).
+    "interrupted": GenerationInterrupted("The answer was interrupted; please retry."),
 }
 
 
@@ -274,6 +276,13 @@ class Runner:
         for generation in running:
             presence = presences.get(generation.stream_id)
             reason = self._overdue(generation, presence, now)
+            if reason == "no_reader" and presence is not None:
+                log.info(
+                    "no_reader cancel: last reader seen %.1f s ago (ever attached: %s)",
+                    presence.idle_s,
+                    presence.ever_attached,
+                    extra={"stream_id": generation.stream_id[:8]},
+                )
             if reason:
                 try:
                     self.store.cancel(generation.stream_id, reason)
