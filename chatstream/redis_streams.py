@@ -487,7 +487,7 @@ class RedisStreamStore:
         if isinstance(buffer, _Local):
             if not buffer.readers:
                 buffer.idle_since = time.monotonic()
-                if buffer.finished and buffer.flushed:
+                if buffer.in_redis:
                     self._local.pop(stream_id, None)
             return
         if not buffer.readers:
@@ -683,7 +683,10 @@ class RedisStreamStore:
             pipe.zcount(readers, now - self.stale_s, "+inf")
             pipe.zrevrange(readers, 0, 0, withscores=True)
             pipe.hmget(meta, ["attached", "left_at", "created"])
-        replies = pipe.execute()
+        try:
+            replies = pipe.execute()
+        except redis.RedisError:  # the beat notices the outage; nobody is judged now
+            return found
         for index, stream_id in enumerate(remote):
             count, newest, (attached, left_at, created) = replies[3 * index : 3 * index + 3]
             if created is None:
@@ -692,9 +695,10 @@ class RedisStreamStore:
             ever = attached is not None or seen > 0
             idle = max(0.0, now - (seen if ever else float(created)))
             local = self._local.get(stream_id)
-            if local is not None:  # a local reader came and went
-                ever = ever or local.ever_attached
-                idle = min(idle, time.monotonic() - local.idle_since)
+            if local is not None and local.ever_attached:  # a local reader came and went
+                local_idle = time.monotonic() - local.idle_since
+                idle = min(idle, local_idle) if ever else local_idle
+                ever = True
             if not settled and ever:
                 count, idle = max(int(count), 1), 0.0
             found[stream_id] = Presence(int(count), ever, idle)
