@@ -192,6 +192,31 @@ def test_owner_stall_shorter_than_liveness_loses_nothing(start_pair):
     assert all(r.contiguous and len(r.events) == 101 for r in readings)
 
 
+def test_owner_stall_past_liveness_stops_the_orphaned_generations(start_pair):
+    """A stalls 3 s, past its 1.5 s liveness. Streams followed from B are
+    ended there (``generation_interrupted``: the owner looks dead); when A
+    wakes it learns that from Redis and stops those generations at once
+    instead of running them for nobody. Streams read only on A go on."""
+    a, b = start_pair()
+    urls = start_streams(a, 10, tokens=300, delay_ms=20)  # ~6 s each
+    half = len(urls) // 2
+    with Readers(urls[:half] + [on(b, u, a) for u in urls[half:]]) as readers:
+        readers.wait_attached()
+        (worker,) = a.worker_pids()
+        pause(worker, 3.0)
+        with httpx.Client(timeout=30) as client:
+            # Well before the local streams can end (~3 s of tokens are left).
+            wait_until(lambda: client.get(a.url + "/healthz").json()["running"] <= half, 2.5)
+        readings = readers.finish()
+    local, remote = tally(readings[:half]), tally(readings[half:])
+    print(
+        f"FIGURE owner stall 3 s past 1.5 s liveness: read on A {local}, read on B {remote}; "
+        f"the {half} orphaned generations stopped when A woke"
+    )
+    assert local == {"stop": half} and remote == {"generation_interrupted": half}
+    assert all(r.contiguous for r in readings)
+
+
 # -- item 3: Redis outages ------------------------------------------------------
 
 
