@@ -578,8 +578,12 @@ class RedisStreamStore:
     # -- liveness and presence ------------------------------------------------
 
     def _keeper(self) -> None:
+        last_beat = time.monotonic()
         while not self._stopped:
             self.driver.sleep(self.beat_s)
+            late = time.monotonic() - last_beat - self.beat_s
+            if late > self._writes.gap_s:  # readers' sightings and our liveness went stale
+                log.warning("redis store: beat %.1f s late (this process stalled)", late)
             now = time.time()
             try:
                 pipe = self.client.pipeline(transaction=False)
@@ -593,6 +597,7 @@ class RedisStreamStore:
                     self._lose_local()
                 continue
             self._writes.ok()
+            last_beat = time.monotonic()
             if was_alive is None:
                 self._resync()
             if self._writes.settled(self.liveness_s):
@@ -695,7 +700,9 @@ class RedisStreamStore:
             ever = attached is not None or seen > 0
             idle = max(0.0, now - (seen if ever else float(created)))
             local = self._local.get(stream_id)
-            if local is not None and local.ever_attached:  # a local reader came and went
+            if local is not None and local.readers:  # one attached while Redis answered
+                count, ever, idle = local.readers, True, 0.0
+            elif local is not None and local.ever_attached:  # a local reader came and went
                 local_idle = time.monotonic() - local.idle_since
                 idle = min(idle, local_idle) if ever else local_idle
                 ever = True
