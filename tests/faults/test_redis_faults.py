@@ -157,22 +157,24 @@ def start_streams(owner: GunicornServer, count: int, tokens: int, delay_ms: int)
 
 
 def test_reader_instance_stall_cancels_no_attended_stream(start_pair):
-    """B (every reader) stalls 3 s, longer than 3 beats, shorter than the 4 s
-    detach grace; the streams are older than the grace. Before: streams were
-    cancelled while their readers were connected. After: none."""
-    a, b = start_pair(CHATSTREAM_DETACH_GRACE_S="4")
+    """B (every reader) stalls 3 s: longer than 3 beats (the old staleness was
+    2 s), well inside the 6 s detach grace (B's silence also includes its
+    wake-up on a loaded machine); the streams are older than the grace by the
+    time their sightings look stale. Before: streams were cancelled while
+    their readers were connected. After: none."""
+    a, b = start_pair(CHATSTREAM_DETACH_GRACE_S="6")
     created = time.monotonic()
-    urls = start_streams(a, 50, tokens=150, delay_ms=50)  # ~7.5 s each
+    urls = start_streams(a, 50, tokens=200, delay_ms=50)  # ~10 s each
     with Readers([on(b, url, a) for url in urls]) as readers:
         readers.wait_attached()
-        time.sleep(max(0.0, created + 2.5 - time.monotonic()))  # streams ~2.5 s old
+        time.sleep(max(0.0, created + 4.5 - time.monotonic()))  # streams ~4.5 s old
         (worker,) = b.worker_pids()
         pause(worker, 3.0)
         readings = readers.finish()
     counts = tally(readings)
     print(f"FIGURE reader-instance stall 3 s, 50 readers on B: outcomes {counts}")
     assert counts == {"stop": 50}, counts
-    assert all(r.contiguous and len(r.events) == 151 for r in readings)
+    assert all(r.contiguous and len(r.events) == 201 for r in readings)
 
 
 def test_owner_stall_shorter_than_liveness_loses_nothing(start_pair):
