@@ -14,6 +14,7 @@ all of one stream's keys live on one shard):
 * ``cs:inst:<instance>`` exists while that instance is alive: it refreshes the
   key's short TTL every beat, so liveness costs one command per instance, not
   one per stream.
+* ``cs:ready:<instance>`` written by the readiness check (Redis accepts writes).
 
 Every stream key has a TTL: ``GENERATION_TIMEOUT_S + STREAM_TTL_S`` while
 running (no generation outlives its timeout), ``STREAM_TTL_S`` once finished.
