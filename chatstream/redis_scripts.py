@@ -92,6 +92,14 @@ for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[2]) end
 return 1
 """
 
+#: KEYS: meta. ARGV: field, value. Sets a field of a stream's meta only while
+#: the stream exists: a plain HSET after it expired (or after Redis lost it)
+#: would leave a meta hash with no TTL behind.
+MARK = """
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+return 0
+"""
+
 #: KEYS: meta. ARGV: reason. Returns the owner, or -1 (already ended) / -2 (unknown).
 CANCEL = """
 local state = redis.call('HGET', KEYS[1], 'state')

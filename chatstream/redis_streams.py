@@ -185,6 +185,7 @@ class RedisStreamStore:
         self._append = client.register_script(scripts.APPEND)
         self._interrupt = client.register_script(scripts.INTERRUPT)
         self._cancel = client.register_script(scripts.CANCEL)
+        self._mark = client.register_script(scripts.MARK)
         self._local: dict[str, _Local] = {}
         self._mirrors: dict[str, _Mirror] = {}
         self._readers: dict[str, _Reader] = {}
@@ -453,7 +454,7 @@ class RedisStreamStore:
             pipe = self.client.pipeline(transaction=False)
             pipe.zadd(readers, {reader.member: time.time()})
             pipe.expire(readers, self.running_ttl_s)
-            pipe.hset(meta, "attached", 1)
+            self._mark(keys=[meta], args=["attached", 1], client=pipe)
             pipe.execute()
         except redis.RedisError:
             log.warning("redis store: cannot record a reader's presence")
@@ -496,7 +497,7 @@ class RedisStreamStore:
         try:
             pipe = self.client.pipeline(transaction=False)
             pipe.zrem(readers, reader.member)
-            pipe.hset(meta, "left_at", time.time())
+            self._mark(keys=[meta], args=["left_at", time.time()], client=pipe)
             pipe.execute()
         except redis.RedisError:
             log.warning("redis store: cannot record a reader leaving")
