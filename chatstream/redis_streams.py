@@ -88,20 +88,24 @@ class _Local(OwnedStream):
 
     ``flushed``: Redis holds its events up to this id (it has the end once
     ``flushed == len(frames)`` and the stream is finished); ``closed``: Redis
-    ended it (its owner was judged dead), nothing more goes there.
+    ended it (its owner was judged dead), nothing more goes there;
+    ``verify``: Redis may have lost it, ask where it is (next flush).
     """
 
-    __slots__ = ("flushed", "closed", "created")
+    __slots__ = ("flushed", "closed", "verify", "created")
 
     def __init__(self, stream_id: str, driver: Driver) -> None:
         super().__init__(stream_id, driver)
         self.flushed = 0
         self.closed = False
+        self.verify = False
         self.created = time.time()
 
     @property
     def in_redis(self) -> bool:
         """Redis has every event, the end included (or will never get more)."""
+        if self.verify:
+            return False
         return self.closed or (self.finished and self.flushed == len(self.frames))
 
 
@@ -321,6 +325,7 @@ class RedisStreamStore:
 
     def _settle(self, local: _Local, final: bool, end: int, have: int) -> None:
         """Take in where Redis is for one stream after a flush."""
+        local.verify = False
         if have < 0:  # Redis ended it: its owner (this process) was judged dead
             local.closed = True
             if not local.finished:
@@ -607,12 +612,13 @@ class RedisStreamStore:
     def _resync(self) -> None:
         """Our liveness key was gone: Redis lost its data, or we were away.
 
-        Every stream generated here is checked (an empty batch answers where
-        Redis is), and the reader sets recreated by the beat get their TTL.
+        Every stream this process still holds is checked, finished ones too
+        (an empty batch answers where Redis is; a lost one is then rewritten
+        from event 1), and the reader sets recreated by the beat get their TTL.
         """
         for local in list(self._local.values()):
-            if not local.in_redis:
-                self._mark_dirty(local)
+            local.verify = True
+            self._mark_dirty(local)
         remote = list(self._readers.values())
         if not remote:
             return

@@ -292,3 +292,19 @@ def test_presence_counts_idle_time_from_the_last_sighting(store):
     store.client.zadd(readers, {"other:1": now - 40})
     presence = store.presence(writer.stream_id)
     assert presence.readers == 0 and 39 < presence.idle_s < 50
+
+
+def test_streams_the_owner_still_holds_are_rewritten_after_redis_lost_them(store):
+    running, finished = store.create(), store.create()
+    running.append(frames(1, 2))
+    finished.append(frames(1, 2))
+    finished.append(frames(3, 1), final=True)
+    reader = store.open_reader(finished.stream_id)  # keeps it in the owner's memory
+    wait_until(lambda: store._local[finished.stream_id].in_redis)
+    store.client.flushall()  # Redis restarted empty
+    store._resync()  # what the beat does when it finds its liveness key gone
+    for writer, state, last in ((running, b"running", b"2"), (finished, b"finished", b"3")):
+        _, meta, _ = scripts.keys(writer.stream_id)
+        wait_until(lambda meta=meta, last=last: store.client.hget(meta, "last") == last)
+        assert store.client.hget(meta, "state") == state
+    reader.close()
