@@ -33,7 +33,9 @@ BASE_ENV = {
     "CHATSTREAM_HEARTBEAT_S": "0.3",
     "CHATSTREAM_REDIS_BEAT_S": "0.2",
     "CHATSTREAM_REDIS_LIVENESS_S": "1.5",
-    "CHATSTREAM_DETACH_GRACE_S": "1",
+    # Long enough that a reader instance starved of CPU on a loaded test
+    # machine is not taken for gone; the presence tests set their own.
+    "CHATSTREAM_DETACH_GRACE_S": "3",
     "CHATSTREAM_SWEEP_S": "0.1",
 }
 
@@ -180,7 +182,7 @@ def test_reader_instance_stall_cancels_no_attended_stream(start_pair):
 def test_owner_stall_shorter_than_liveness_loses_nothing(start_pair):
     """A (the owner) stalls 2 s, inside its 3 s liveness and longer than the
     1 s detach grace, with readers on A and on B: every stream completes."""
-    a, b = start_pair(CHATSTREAM_REDIS_LIVENESS_S="3")
+    a, b = start_pair(CHATSTREAM_REDIS_LIVENESS_S="3", CHATSTREAM_DETACH_GRACE_S="1")
     urls = start_streams(a, 40, tokens=100, delay_ms=40)
     half = len(urls) // 2
     with Readers(urls[:half] + [on(b, u, a) for u in urls[half:]]) as readers:
