@@ -278,9 +278,9 @@ class Runner:
             reason = self._overdue(generation, presence, now)
             if reason == "no_reader" and presence is not None:
                 log.info(
-                    "no_reader cancel: last reader seen %.1f s ago (ever attached: %s)",
+                    "no_reader cancel: %s %.1f s ago",
+                    "last reader seen" if presence.ever_attached else "created, no reader since",
                     presence.idle_s,
-                    presence.ever_attached,
                     extra={"stream_id": generation.stream_id[:8]},
                 )
             if reason:
