@@ -200,8 +200,9 @@ def test_owner_stall_past_liveness_stops_the_orphaned_generations(start_pair):
     """A stalls 3 s, past its 1.5 s liveness. Streams followed from B are
     ended there (``generation_interrupted``: the owner looks dead); when A
     wakes it learns that from Redis and stops those generations at once
-    instead of running them for nobody. Streams read only on A go on."""
-    a, b = start_pair()
+    instead of running them for nobody (not at the end of a detach grace:
+    10 s here). Streams read only on A go on."""
+    a, b = start_pair(CHATSTREAM_DETACH_GRACE_S="10")
     urls = start_streams(a, 10, tokens=300, delay_ms=20)  # ~6 s each
     half = len(urls) // 2
     with Readers(urls[:half] + [on(b, u, a) for u in urls[half:]]) as readers:
