@@ -588,7 +588,7 @@ class RedisStreamStore:
         while not self._stopped:
             self.driver.sleep(self.beat_s)
             late = time.monotonic() - last_beat - self.beat_s
-            if late > self._writes.gap_s:  # readers' sightings and our liveness went stale
+            if late > self._writes.gap_s and not self._writes.down:  # our sightings went stale
                 log.warning("redis store: beat %.1f s late (this process stalled)", late)
             now = time.time()
             try:
