@@ -429,8 +429,8 @@ class RedisStreamStore:
         if local is not None:
             return len(local.frames), local.finished
         mirror = self._mirrors.get(stream_id)
-        if mirror is not None and mirror.finished:
-            return len(mirror.frames), True
+        if mirror is not None:  # followed here already: no need to ask Redis (or wait for it)
+            return (len(mirror.frames), True) if mirror.finished else (self.max_events, False)
         _, meta, _ = scripts.keys(stream_id)
         with _unavailable_on_error():
             state, last = self.client.hmget(meta, ["state", "last"])

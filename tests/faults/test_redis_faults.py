@@ -106,6 +106,33 @@ class Readers:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
+class PingCounter:
+    """Counts ``: ping`` heartbeats on one raw stream, with their arrival times."""
+
+    def __init__(self, url: str) -> None:
+        self.times: list[float] = []
+        self.lines = 0
+        self._pool = ThreadPoolExecutor(max_workers=1)
+        self._future = self._pool.submit(self._read, url)
+
+    def _read(self, url: str) -> None:
+        with httpx.Client(timeout=httpx.Timeout(30.0)) as client:
+            with client.stream("GET", url) as response:
+                for line in response.iter_lines():
+                    self.lines += 1
+                    if line == ": ping":
+                        self.times.append(time.monotonic())
+                    elif line.startswith("event: end") or line.startswith("event: error"):
+                        return
+
+    def between(self, start: float, end: float) -> int:
+        return sum(start <= t <= end for t in self.times)
+
+    def finish(self) -> None:
+        self._future.result(timeout=90)
+        self._pool.shutdown()
+
+
 def tally(readings: list[Reading]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for reading in readings:
@@ -228,18 +255,29 @@ def test_owner_stall_past_liveness_stops_the_orphaned_generations(start_pair):
 def test_redis_stall_shorter_than_budget_loses_no_stream(start_pair, redis_server):
     """Redis is SIGSTOPped 11 s (longer than the 10 s that used to end every
     stream), inside a 20 s outage budget: local and remote readers get every
-    event and the normal end; Redis is caught up."""
+    event and the normal end (remote ones get heartbeats meanwhile); Redis is
+    caught up."""
     a, b = start_pair(CHATSTREAM_REDIS_OUTAGE_BUDGET_S="20")
     urls = start_streams(a, 40, tokens=300, delay_ms=50)  # ~15 s each
     half = len(urls) // 2
     with Readers(urls[:half] + [on(b, u, a) for u in urls[half:]]) as readers:
         readers.wait_attached()
+        pings = PingCounter(on(b, urls[-1], a))
+        wait_until(lambda: pings.lines > 2)
         assert redis_server.proc is not None
+        stalled = time.monotonic()
         pause(redis_server.proc.pid, 11.0)
+        resumed = time.monotonic()
         readings = readers.finish()
+        pings.finish()
     counts = tally(readings)
-    print(f"FIGURE Redis SIGSTOP 11 s, budget 20 s, 40 streams: outcomes {counts}")
+    heartbeats = pings.between(stalled + 1, resumed)
+    print(
+        f"FIGURE Redis SIGSTOP 11 s, budget 20 s, 40 streams: outcomes {counts}; "
+        f"heartbeats to a reader on B during the stall: {heartbeats}"
+    )
     assert counts == {"stop": 40}, counts
+    assert heartbeats >= 5  # every 0.3 s: the reader's connection is kept alive
     assert all(r.contiguous and len(r.events) == 301 for r in readings)
     # Redis holds the whole of every stream: a new reader on B replays it.
     replay = Reading(on(b, urls[0], a))
