@@ -346,7 +346,9 @@ class RedisStreamStore:
         streams). :returns: per stream, where Redis is (the script's answer)."""
         pipe = self.client.pipeline(transaction=False)
         if creating:  # a new stream's owner must be alive at once
-            pipe.set(self.alive_key, 1, px=self._alive_ms, get=True)
+            # EXISTS then SET rather than SET ... GET, which needs Redis 6.2.
+            pipe.exists(self.alive_key)
+            pipe.set(self.alive_key, 1, px=self._alive_ms)
         for start in range(0, len(batch), FLUSH_STREAMS):
             keys: list[str] = []
             args: list[Any] = [self.running_ttl_s, self.ttl_s, self.instance]
@@ -358,7 +360,8 @@ class RedisStreamStore:
             self._append(keys=keys, args=args, client=pipe)
         replies = pipe.execute()
         if creating:
-            if replies.pop(0) is None:
+            was_alive, _ = replies.pop(0), replies.pop(0)
+            if not was_alive:
                 self._resync()
         return [have for reply in replies for have in reply]
 
@@ -593,7 +596,8 @@ class RedisStreamStore:
             now = time.time()
             try:
                 pipe = self.client.pipeline(transaction=False)
-                pipe.set(self.alive_key, 1, px=self._alive_ms, get=True)
+                pipe.exists(self.alive_key)
+                pipe.set(self.alive_key, 1, px=self._alive_ms)
                 remote = list(self._readers.values())  # remote readers only
                 for reader in remote:
                     pipe.zadd(scripts.keys(reader._stream_id)[2], {reader.member: now})
@@ -604,7 +608,7 @@ class RedisStreamStore:
                 continue
             self._writes.ok()
             last_beat = time.monotonic()
-            if was_alive is None:
+            if not was_alive:
                 self._resync()
             if self._writes.settled(self.liveness_s):
                 self._check_owners()
