@@ -264,9 +264,8 @@ def test_redis_stall_shorter_than_budget_loses_no_stream(start_pair, redis_serve
         readers.wait_attached()
         pings = PingCounter(on(b, urls[-1], a))
         wait_until(lambda: pings.lines > 2)
-        assert redis_server.proc is not None
         stalled = time.monotonic()
-        pause(redis_server.proc.pid, 11.0)
+        redis_server.pause(11.0)
         resumed = time.monotonic()
         readings = readers.finish()
         pings.finish()
@@ -294,8 +293,7 @@ def test_redis_stall_past_budget_ends_streams_with_store_unavailable(start_pair,
     half = len(urls) // 2
     with Readers(urls[:half] + [on(b, u, a) for u in urls[half:]]) as readers:
         readers.wait_attached()
-        assert redis_server.proc is not None
-        pause(redis_server.proc.pid, 5.0)
+        redis_server.pause(5.0)
         readings = readers.finish()
     counts = tally(readings)
     print(f"FIGURE Redis SIGSTOP 5 s, budget 2 s, 10 streams: outcomes {counts}")
@@ -321,9 +319,7 @@ def test_redis_restart_with_data_loss_keeps_running_streams(start_pair, redis_se
     half = len(urls) // 2
     with Readers(urls[:half] + [on(b, u, a) for u in urls[half:]]) as readers:
         readers.wait_attached()
-        redis_server.stop()
-        time.sleep(0.5)
-        redis_server.start()
+        redis_server.restart_empty()
         readings = readers.finish()
     counts = tally(readings)
     with httpx.Client(timeout=30) as client:
