@@ -333,8 +333,13 @@ class RedisStreamStore:
                     "redis store: stream %s was closed in Redis; stopping it", local.stream_id[:8]
                 )
                 local.request_cancel("interrupted")
+        elif have > len(local.frames):  # cannot happen: only the owner writes a stream
+            log.error(
+                "redis store: Redis holds more of stream %s than its owner", local.stream_id[:8]
+            )
+            local.closed = True
         elif have != end:  # Redis is elsewhere (lost data, or a lost reply): resend from there
-            local.flushed = min(have, len(local.frames))
+            local.flushed = have
             self._mark_dirty(local)
         else:
             local.flushed = end
