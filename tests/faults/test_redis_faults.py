@@ -208,8 +208,8 @@ def test_reader_instance_stall_cancels_no_attended_stream(start_pair):
 
 def test_owner_stall_shorter_than_liveness_loses_nothing(start_pair):
     """A (the owner) stalls 2 s, inside its 3 s liveness and longer than the
-    1 s detach grace, with readers on A and on B: every stream completes."""
-    a, b = start_pair(CHATSTREAM_REDIS_LIVENESS_S="3", CHATSTREAM_DETACH_GRACE_S="1")
+    1.5 s detach grace, with readers on A and on B: every stream completes."""
+    a, b = start_pair(CHATSTREAM_REDIS_LIVENESS_S="3", CHATSTREAM_DETACH_GRACE_S="1.5")
     urls = start_streams(a, 40, tokens=100, delay_ms=40)
     half = len(urls) // 2
     with Readers(urls[:half] + [on(b, u, a) for u in urls[half:]]) as readers:
