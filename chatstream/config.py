@@ -71,6 +71,7 @@ SETTINGS: dict[str, Setting] = {
     "REDIS_URL": Setting(None, str, help="redis://... to share streams (else in-memory)"),
     "REDIS_BEAT_S": Setting(1.0, float, 0.05, 60, "owner heartbeat and presence refresh"),
     "REDIS_LIVENESS_S": Setting(5.0, float, 0.2, 600, "owner silent this long = dead"),
+    "REDIS_OUTAGE_BUDGET_S": Setting(30.0, float, 1, 3600, "Redis outage running streams survive"),
     "PROXY_FIX": Setting(None, dict, help="proxy hops: N, or x_for=1,x_proto=1"),
     "ACCESS_PASSWORD": Setting(None, str, help="shared password for the page and API"),
     "API_TOKENS": Setting(None, list, help="bearer tokens, comma-separated"),

@@ -80,6 +80,13 @@ class Janitor:
         for generation in running:
             presence = presences.get(generation.stream_id)
             reason = self._overdue(generation, presence, now)
+            if reason == "no_reader" and presence is not None:
+                log.info(
+                    "no_reader cancel: %s %.1f s ago",
+                    "last reader seen" if presence.ever_attached else "created, no reader since",
+                    presence.idle_s,
+                    extra={"stream_id": generation.stream_id[:8]},
+                )
             if reason:
                 try:
                     self.store.cancel(generation.stream_id, reason)

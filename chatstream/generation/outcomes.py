@@ -25,8 +25,11 @@ __all__ = ["CANCEL_ERRORS", "CancelReason", "Outcome", "terminal"]
 log = logging.getLogger("chatstream.generation")
 
 #: Why a stream was asked to stop: a DELETE, no reader within its grace
-#: period, the generation timeout, the store gone, the server shutting down.
-CancelReason = Literal["client", "no_reader", "timeout", "store_unavailable", "shutdown"]
+#: period, the generation timeout, the store gone, the server shutting down,
+#: the Redis store closing the stream of a process it judged dead (stalled).
+CancelReason = Literal[
+    "client", "no_reader", "timeout", "store_unavailable", "shutdown", "interrupted"
+]
 
 #: How a cancel reason ends the stream: ``end`` with ``cancelled``, or an error.
 CANCEL_ERRORS: dict[str, ChatstreamError] = {
@@ -37,6 +40,7 @@ CANCEL_ERRORS: dict[str, ChatstreamError] = {
     "shutdown": GenerationInterrupted(
         "The server is restarting; please retry.", code="server_shutdown"
     ),
+    "interrupted": GenerationInterrupted("The answer was interrupted; please retry."),
 }
 
 

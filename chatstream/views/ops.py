@@ -31,9 +31,15 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> Response:
-    """The stream store is reachable: this instance can take traffic."""
+    """The stream store accepts writes: this instance can take new streams.
+
+    With Redis this is a write, not a PING: a Redis at ``maxmemory`` answers
+    PING and refuses every write (``OOM command not allowed``).
+    """
     if not state().store.ping():
-        return error_response(503, "store_unavailable", "The stream store is unreachable.")
+        return error_response(
+            503, "store_unavailable", "The stream store is unreachable or refuses writes."
+        )
     return jsonify(status="ready")
 
 

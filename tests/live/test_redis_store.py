@@ -8,7 +8,12 @@ import time
 
 import httpx
 import pytest
+from httpx_sse import connect_sse
 
+from chatstream import redis_scripts as scripts
+from chatstream import sse
+from chatstream.concurrency import Driver
+from chatstream.redis_streams import RedisStreamStore
 from tests.support.client import read_events
 from tests.support.client import submit
 from tests.support.client import text_of
@@ -111,6 +116,10 @@ def test_reader_leaving_cancels_generation_after_grace(pair, client):
     read_events(client, b.url + path_of(url, a), limit=2)
     wait_until(lambda: client.get(a.url + "/healthz").json()["running"] == 0)
     assert read_events(client, url)[-1].data == {"finish_reason": "cancelled"}
+    stream_id = url.rsplit("/", 1)[1][:8]
+    # The cancel is logged with the stream's last sighting.
+    cancels = [line for line in a.log().splitlines() if "no_reader cancel" in line]
+    assert any(stream_id in line and "last reader seen" in line for line in cancels)
 
 
 def test_finished_stream_keys_expire(redis_server, tmp_path):
@@ -158,19 +167,25 @@ def test_sigkill_of_the_generating_worker_gives_readers_an_error(pair, redis_ser
 
 
 def test_redis_down_then_back(tmp_path):
+    """Redis stops for a moment: the reader misses nothing; new streams are
+    refused (503) and /readyz fails only while it is away."""
     with RedisServer() as own_redis:
         env = redis_env(own_redis)
         with GunicornServer(env, log_dir=tmp_path) as srv, httpx.Client(timeout=30) as client:
-            url = submit(client, srv.url, prompt="x", options={"tokens": 10_000, "delay_ms": 20})
-            with client.stream("GET", url) as response:
+            url = submit(client, srv.url, prompt="x", options={"tokens": 100, "delay_ms": 20})
+            with connect_sse(client, "GET", url) as source:
+                events = source.iter_sse()
+                next(e for e in events if e.event == "newToken")
                 own_redis.stop()
-                body = response.read().decode()
-            assert "event: error" in body and "store_unavailable" in body
-            response = client.post(srv.url + "/api/streaming", json={"prompt": "x"})
-            assert response.status_code == 503
-            assert response.json()["error"]["code"] == "store_unavailable"
-            assert client.get(srv.url + "/readyz").status_code == 503
-            own_redis.start()  # same port: the service recovers without a restart
+                response = client.post(srv.url + "/api/streaming", json={"prompt": "x"})
+                assert response.status_code == 503
+                assert response.json()["error"]["code"] == "store_unavailable"
+                assert client.get(srv.url + "/readyz").status_code == 503
+                own_redis.start()  # same port, empty: the service recovers by itself
+                rest = [e for e in events if e.data]
+            ids = [int(e.id) for e in rest]
+            assert ids == list(range(2, 102)), ids  # tokens 2..100, then the end
+            assert rest[-1].event == "end"
             wait_until(lambda: client.get(srv.url + "/readyz").status_code == 200)
             url = submit(client, srv.url, prompt="x", options={"tokens": 5})
             assert text_of(read_events(client, url)) == "0 1 2 3 4 "
@@ -203,3 +218,93 @@ def test_connections_stay_flat_as_streams_grow(redis_server, tmp_path):
                 client.delete(u)
         assert with_streams <= baseline + 2, (baseline, with_streams)
     r.close()
+
+
+# -- the append script and the owner's memory, against a real Redis -----------
+
+
+def frames(first: int, count: int) -> list[bytes]:
+    return [sse.encode_token(f"{i} ", i) for i in range(first, first + count)]
+
+
+def append(store: RedisStreamStore, stream_id: str, first: int, last: int, final: bool = False):
+    ev, meta, _ = scripts.keys(stream_id)
+    data = b"".join(frames(first, last - first + 1)) if last >= first else b""
+    args = [60, 60, store.instance, first, last, int(final), data, 0]
+    return store._append(keys=[ev, meta], args=args)
+
+
+@pytest.fixture
+def store(redis_server):
+    """An in-process store (threads); short beats so its tasks stop quickly."""
+    client, blocking = redis_server.client(), redis_server.client()
+    store = RedisStreamStore(
+        client, blocking, Driver("threading"), ttl_s=60, running_ttl_s=60, beat_s=0.1
+    )
+    yield store
+    store.close()
+    time.sleep(0.5)  # the blocking read returns within a beat, then its task ends
+    client.close()
+    blocking.close()
+
+
+def test_append_answers_where_redis_is_and_never_writes_twice(store):
+    assert append(store, "s1", 1, 0) == [0]  # creation: a batch of no event
+    assert append(store, "s1", 1, 3) == [3]
+    assert append(store, "s1", 1, 3) == [3]  # the reply was lost; the retry is a no-op
+    assert append(store, "s1", 6, 7) == [3]  # a gap: the owner must resend from 4
+    assert append(store, "s1", 4, 7, final=True) == [7]
+    ev, meta, _ = scripts.keys("s1")
+    assert [int(e[1][b"n"]) for e in store.client.xrange(ev)] == [3, 4]
+    assert append(store, "s1", 8, 8) == [-1]  # finished: closed to later writes
+
+
+def test_append_rebuilds_a_stream_lost_by_redis(store):
+    append(store, "s2", 1, 0)
+    append(store, "s2", 1, 5)
+    store.client.flushall()  # Redis restarted empty
+    assert append(store, "s2", 6, 8) == [0]  # the owner learns it must start over
+    assert append(store, "s2", 1, 8) == [8]
+    _, meta, _ = scripts.keys("s2")
+    assert store.client.hget(meta, "state") == b"running"
+    assert store.client.hget(meta, "owner") == store.instance.encode()
+
+
+def test_a_finished_stream_leaves_the_owners_memory_once_in_redis(store):
+    writer = store.create()
+    writer.append(frames(1, 3))
+    writer.append(frames(4, 1), final=True)
+    wait_until(lambda: not store._local)
+    _, meta, _ = scripts.keys(writer.stream_id)
+    assert store.client.hmget(meta, ["state", "last"]) == [b"finished", b"4"]
+
+
+def test_presence_counts_idle_time_from_the_last_sighting(store):
+    writer = store.create()
+    _, _, readers = scripts.keys(writer.stream_id)
+    store._writes.steady_since -= 60  # Redis has answered steadily for a while
+    now = time.time()
+    store.client.zadd(readers, {"other:1": now - 10})  # a reader last seen 10 s ago
+    presence = store.presence(writer.stream_id)
+    # Within the 30 s staleness window it still counts; its sighting is 10 s old.
+    assert presence.readers == 1 and presence.ever_attached
+    assert 9 < presence.idle_s < 20
+    store.client.zadd(readers, {"other:1": now - 40})
+    presence = store.presence(writer.stream_id)
+    assert presence.readers == 0 and 39 < presence.idle_s < 50
+
+
+def test_streams_the_owner_still_holds_are_rewritten_after_redis_lost_them(store):
+    running, finished = store.create(), store.create()
+    running.append(frames(1, 2))
+    finished.append(frames(1, 2))
+    finished.append(frames(3, 1), final=True)
+    reader = store.open_reader(finished.stream_id)  # keeps it in the owner's memory
+    wait_until(lambda: store._local[finished.stream_id].in_redis)
+    store.client.flushall()  # Redis restarted empty
+    store._resync()  # what the beat does when it finds its liveness key gone
+    for writer, state, last in ((running, b"running", b"2"), (finished, b"finished", b"3")):
+        _, meta, _ = scripts.keys(writer.stream_id)
+        wait_until(lambda meta=meta, last=last: store.client.hget(meta, "last") == last)
+        assert store.client.hget(meta, "state") == state
+    reader.close()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -68,6 +70,24 @@ class RedisServer:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(10)
+
+    def pause(self, seconds: float) -> None:
+        """Stall Redis (SIGSTOP) for ``seconds``, then resume it (SIGCONT, always).
+
+        Its sockets stay open: clients see silence, not a closed connection.
+        """
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGSTOP)
+        try:
+            time.sleep(seconds)
+        finally:
+            os.kill(self.proc.pid, signal.SIGCONT)
+
+    def restart_empty(self, down_s: float = 0.5) -> None:
+        """Stop Redis, wait ``down_s``, start it again on the same port with no data."""
+        self.stop()
+        time.sleep(down_s)
+        self.start()
 
     def client(self) -> redis.Redis:
         return redis.Redis(port=self.port)
