@@ -74,7 +74,9 @@ def read_all(reading: Reading, deadline_s: float = 90.0) -> None:
                 for sse in source.iter_sse():
                     if not sse.event or not sse.data:
                         continue
-                    reading.events.append((int(sse.id or 0), sse.event, json.loads(sse.data)))
+                    reading.events.append(
+                        (int((sse.id or "0").rsplit(".", 1)[-1]), sse.event, json.loads(sse.data))
+                    )
                     if sse.event in ("end", "error") or time.monotonic() > stop:
                         return
     except httpx.HTTPError as exc:
