@@ -76,9 +76,10 @@ def terminal(
     if cancel_reason is not None:
         error = CANCEL_ERRORS.get(cancel_reason)
         if error is None:
-            frame = sse.encode_json(
-                {"finish_reason": "cancelled"}, event="end", id=event_id, scope=scope
-            )
+            # ``reason`` says who cancelled (``client``: a DELETE; ``no_reader``:
+            # nobody came back within the grace), so a page can say so honestly.
+            payload = {"finish_reason": "cancelled", "reason": cancel_reason}
+            frame = sse.encode_json(payload, event="end", id=event_id, scope=scope)
             return Outcome(frame, "cancelled", None)
         failure = error
     if failure is not None:

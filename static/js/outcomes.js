@@ -10,6 +10,7 @@
 
 const SERVER_ENDS = {
   no_reader: 'The server gave up on this answer: this page was disconnected for too long.',
+  client: 'This answer was stopped from another tab or client.',
   cancelled: 'The server ended this answer before it was finished.',
   generation_interrupted: 'The server was interrupted before the answer was finished.',
   server_shutdown: 'The server restarted before the answer was finished.',

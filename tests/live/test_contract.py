@@ -132,7 +132,7 @@ def test_delete_cancels_and_readers_get_cancelled(server, client):
     head = read_events(client, url, limit=2)
     assert client.delete(url).json()["cancelled"] is True
     rest = read_events(client, url, last_event_id=head[-1].id)
-    assert rest[-1].event == "end" and rest[-1].data == {"finish_reason": "cancelled"}
+    assert rest[-1].event == "end" and rest[-1].data == {"finish_reason": "cancelled", "reason": "client"}
     assert len(head) + len(rest) < 100
 
 
@@ -145,7 +145,7 @@ def test_disconnect_ends_the_reader_and_then_the_generation(server, client):
     wait_until(lambda: health(client, server)["readers"] == 0)
     wait_until(lambda: health(client, server)["running"] == 0)
     events = read_events(client, url)
-    assert events[-1].data == {"finish_reason": "cancelled"}
+    assert events[-1].data == {"finish_reason": "cancelled", "reason": "no_reader"}
 
 
 def test_heartbeat_while_the_model_is_silent(server, client):

@@ -160,7 +160,7 @@ def test_cancel_stops_the_langchain_run(lc_server, client, fakes_dir, request):
     assert client.delete(url).status_code in (200, 202, 204)
     tail = read_events(client, url, last_event_id=head[-1].id)
     assert [e.event for e in tail] == ["end"]
-    assert tail[0].data == {"finish_reason": "cancelled"}
+    assert tail[0].data == {"finish_reason": "cancelled", "reason": "client"}
     (fakes_dir / f"{tag}.go").touch()  # let the model try its next token
     # It produced one more token, LangChain handed it to our handler, which
     # stopped the run: the model's generator is closed, far short of TOTAL.

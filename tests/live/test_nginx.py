@@ -87,7 +87,7 @@ def test_first_token_arrives_while_the_model_is_still_generating(proxy, client):
             if sse.event in ("end", "error"):
                 break
     assert [e.token for e in events[:-1]] == ["0 "]
-    assert events[-1].data == {"finish_reason": "cancelled"}
+    assert events[-1].data == {"finish_reason": "cancelled", "reason": "client"}
 
 
 def test_other_responses_are_compressed_so_gzip_off_is_what_keeps_sse_plain(proxy, client):

@@ -91,7 +91,7 @@ def test_cancel_closes_the_upstream_connection(fake, server, client):
     assert record.client_closed.wait(10)
     assert record.tokens_written < 100
     rest = read_events(client, url, last_event_id=head[-1].id)
-    assert rest[-1].data == {"finish_reason": "cancelled"}
+    assert rest[-1].data == {"finish_reason": "cancelled", "reason": "client"}
 
 
 def test_generations_reuse_the_upstream_connection(fake, server, client):

@@ -130,7 +130,7 @@ def test_cancel_closes_adapter_and_ends_cancelled():
     sid = runner.start(PROMPT)
     assert runner.cancel(sid) is True
     assert factory.closed.wait(5)
-    assert events(store, sid)[-1][1:] == ("end", {"finish_reason": "cancelled"})
+    assert events(store, sid)[-1][1:] == ("end", {"finish_reason": "cancelled", "reason": "client"})
     assert sid not in runner.running
 
 
@@ -139,7 +139,7 @@ def test_no_reader_within_grace_cancels():
     runner, store = make_runner(factory, ATTACH_GRACE_S=0.1)
     sid = runner.start(PROMPT)
     assert factory.closed.wait(10)
-    assert events(store, sid)[-1][1:] == ("end", {"finish_reason": "cancelled"})
+    assert events(store, sid)[-1][1:] == ("end", {"finish_reason": "cancelled", "reason": "no_reader"})
 
 
 def test_all_readers_leaving_cancels_after_grace():
@@ -241,8 +241,8 @@ def settle(predicate, driver, timeout=3):
 @pytest.mark.parametrize(
     ("cancel_reason", "event", "data"),
     [
-        ("client", "end", {"finish_reason": "cancelled"}),
-        ("no_reader", "end", {"finish_reason": "cancelled"}),
+        ("client", "end", {"finish_reason": "cancelled", "reason": "client"}),
+        ("no_reader", "end", {"finish_reason": "cancelled", "reason": "no_reader"}),
         ("timeout", "error", {"code": "generation_timeout"}),
         ("store_unavailable", "error", {"code": "store_unavailable"}),
         ("shutdown", "error", {"code": "server_shutdown"}),

@@ -103,7 +103,7 @@ def test_delete_cancels(client):
     response = client.delete(url)
     assert response.status_code == 200 and response.json["cancelled"] is True
     events = sse_events(client.get(url).data)
-    assert events[-1][1:] == ("end", {"finish_reason": "cancelled"})
+    assert events[-1][1:] == ("end", {"finish_reason": "cancelled", "reason": "client"})
     assert len(events) < 100
 
 
