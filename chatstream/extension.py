@@ -48,8 +48,8 @@ from .errors import register_error_handlers
 from .generation import Runner
 from .readers import Readers
 from .session import CookieSessionInterface
-from .streams import MemoryStreamStore
-from .streams import StreamStore
+from .store import StreamStore
+from .store.memory import MemoryStreamStore
 
 log = logging.getLogger("chatstream")
 

@@ -43,12 +43,12 @@ from . import sse
 from .concurrency import Driver
 from .errors import NotFound
 from .errors import StoreUnavailable
-from .streams import Chunk
-from .streams import EventBuffer
-from .streams import OwnedStream
-from .streams import OwnedWriter
-from .streams import Presence
-from .streams import new_stream_id
+from .store import Chunk
+from .store import EventBuffer
+from .store import OwnedStream
+from .store import OwnedWriter
+from .store import Presence
+from .store import new_stream_id
 
 log = logging.getLogger(__name__)
 

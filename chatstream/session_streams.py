@@ -39,7 +39,7 @@ from . import event_ids
 from .errors import BadRequest
 from .errors import NotFound
 from .session import session
-from .streams import StreamStore
+from .store import StreamStore
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from chatstream.errors import Overloaded
 from chatstream.errors import UpstreamRateLimited
 from chatstream.generation import Runner
 from chatstream.generation.outcomes import terminal
-from chatstream.streams import MemoryStreamStore
-from chatstream.streams import OwnedStream
+from chatstream.store import OwnedStream
+from chatstream.store.memory import MemoryStreamStore
 from tests.support.client import wait_until
 
 PROMPT = [{"role": "user", "content": "hi"}]

@@ -13,7 +13,7 @@ from chatstream.errors import ConfigError
 from chatstream.errors import TooManyRequests
 from chatstream.generation import Runner
 from chatstream.limits import _storage_uri
-from chatstream.streams import MemoryStreamStore
+from chatstream.store.memory import MemoryStreamStore
 from tests.conftest import UNIT_CONFIG
 from tests.support.client import wait_until
 

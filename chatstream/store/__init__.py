@@ -14,12 +14,11 @@ last id it has (0: none yet): the ``<seq>`` of the browser's ``Last-Event-ID``
 one worker). A Redis implementation with the same interface shares streams
 across workers and machines.
 
-A stream's frames live in a :class:`~chatstream.framelog.FrameLog` (one
+A stream's frames live in a :class:`~chatstream.store.buffer.FrameLog` (one
 buffer, an offset per frame). A read returns at most :data:`READ_MAX_BYTES`,
 so a client that stops reading pins one pending write, never a whole
 stream; a released stream (expired) answers :data:`EXPIRED_FRAME`.
-:class:`~chatstream.memory_store.MemoryStreamStore` lives in its own module
-(re-exported here).
+:class:`~chatstream.store.memory.MemoryStreamStore` lives in its own module.
 """
 
 from __future__ import annotations
@@ -31,9 +30,9 @@ from dataclasses import dataclass
 from typing import NamedTuple
 from typing import Protocol
 
-from . import sse
-from .concurrency import Driver
-from .framelog import FrameLog
+from .. import sse
+from ..concurrency import Driver
+from .buffer import FrameLog
 
 #: ``secrets.token_urlsafe(24)`` gives 192 random bits in 32 URL-safe chars.
 ID_BYTES = 24
@@ -263,15 +262,11 @@ class OwnedWriter:
         return self._stream.cancel_reason
 
 
-# Re-exported: the memory store was defined here, and callers import it from here.
-from .memory_store import MemoryStreamStore  # noqa: E402
-
 __all__ = [
     "Chunk",
     "EventBuffer",
     "EXPIRED_FRAME",
     "FrameLog",
-    "MemoryStreamStore",
     "OwnedStream",
     "OwnedWriter",
     "Presence",

@@ -1,7 +1,7 @@
 """The in-memory stream store (one worker), and what bounds its memory.
 
 * A stream keeps its frames in one growing buffer and an array of offsets
-  (:class:`~chatstream.framelog.FrameLog`): about half the memory of a
+  (:class:`~chatstream.store.buffer.FrameLog`): about half the memory of a
   ``bytes`` object per token-sized frame, and no small long-lived objects to
   fragment the allocator's arenas.
 * Ending a stream drops its cancel callbacks, which point back at the
@@ -12,7 +12,7 @@
   heap back to the OS, and keeps at most ``MAX_STORE_MB`` of events per
   worker: past it, the oldest *finished* streams go first, and while running
   streams alone fill it, new streams are refused (``503 store_full``).
-* A read returns at most :data:`~chatstream.streams.READ_MAX_BYTES`, so a client that stops
+* A read returns at most :data:`~chatstream.store.READ_MAX_BYTES`, so a client that stops
   reading pins one pending write, never a whole stream; when its stream
   expires, the frames are released even though the reader is still
   attached, and it reads one ``error`` event ``stream_expired``.
@@ -30,15 +30,15 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from .concurrency import Driver
-from .errors import NotFound
-from .errors import Overloaded
-from .framelog import FRAME_OFFSET_BYTES
-from .framelog import stored_size
-from .streams import OwnedStream
-from .streams import OwnedWriter
-from .streams import Presence
-from .streams import new_stream_id
+from ..concurrency import Driver
+from ..errors import NotFound
+from ..errors import Overloaded
+from . import OwnedStream
+from . import OwnedWriter
+from . import Presence
+from . import new_stream_id
+from .buffer import FRAME_OFFSET_BYTES
+from .buffer import stored_size
 
 log = logging.getLogger(__name__)
 
