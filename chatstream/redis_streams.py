@@ -44,11 +44,11 @@ from .concurrency import Driver
 from .errors import NotFound
 from .errors import StoreUnavailable
 from .store import Chunk
-from .store import EventBuffer
-from .store import OwnedStream
-from .store import OwnedWriter
 from .store import Presence
 from .store import new_stream_id
+from .store.buffer import EventBuffer
+from .store.buffer import OwnedStream
+from .store.buffer import OwnedWriter
 
 log = logging.getLogger(__name__)
 

@@ -33,11 +33,11 @@ from collections.abc import Callable
 from ..concurrency import Driver
 from ..errors import NotFound
 from ..errors import Overloaded
-from . import OwnedStream
-from . import OwnedWriter
 from . import Presence
 from . import new_stream_id
 from .buffer import FRAME_OFFSET_BYTES
+from .buffer import OwnedStream
+from .buffer import OwnedWriter
 from .buffer import stored_size
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from chatstream.errors import Overloaded
 from chatstream.errors import UpstreamRateLimited
 from chatstream.generation import Runner
 from chatstream.generation.outcomes import terminal
-from chatstream.store import OwnedStream
+from chatstream.store.buffer import OwnedStream
 from chatstream.store.memory import MemoryStreamStore
 from tests.support.client import wait_until
 

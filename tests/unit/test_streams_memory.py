@@ -14,10 +14,10 @@ import pytest
 from chatstream.concurrency import Driver
 from chatstream.errors import NotFound
 from chatstream.errors import Overloaded
-from chatstream.store import EXPIRED_FRAME
-from chatstream.store import READ_MAX_BYTES
-from chatstream.store import RELEASED
-from chatstream.store import EventBuffer
+from chatstream.store.buffer import EXPIRED_FRAME
+from chatstream.store.buffer import READ_MAX_BYTES
+from chatstream.store.buffer import RELEASED
+from chatstream.store.buffer import EventBuffer
 from chatstream.store.buffer import FrameLog
 from chatstream.store.buffer import stored_size
 from chatstream.store.memory import MemoryStreamStore
