@@ -239,19 +239,39 @@ class OwnedStream(EventBuffer):
             for callback in self.callbacks:
                 callback(reason)
 
+    def attach(self) -> None:
+        """Count a reader in (for :class:`~chatstream.store.Presence`)."""
+        self.readers += 1
+        self.ever_attached = True
+
+    def detach(self) -> None:
+        """Count a reader out (once per :meth:`attach`); the last one starts the idle clock."""
+        self.readers -= 1
+        if self.readers == 0:
+            self.idle_since = time.monotonic()
+
+
+#: Told of each batch a writer appended: ``on_append(stream, frames)``.
+OnAppend = Callable[[OwnedStream, list[bytes]], None]
+
 
 class OwnedWriter:
     """The runner's handle on an :class:`OwnedStream` (the memory store's writer).
 
+    :param on_append: called after each batch that was appended (the memory
+        store counts the bytes it holds); not after a stream has ended.
+
     The Redis store subclasses it to also ship each batch to Redis.
     """
 
-    def __init__(self, stream: OwnedStream) -> None:
+    def __init__(self, stream: OwnedStream, on_append: OnAppend | None = None) -> None:
         self._stream = stream
+        self._on_append = on_append
         self.stream_id = stream.stream_id
 
     def append(self, frames: list[bytes], *, final: bool = False) -> None:
-        self._stream.extend(frames, final=final)
+        if self._stream.extend(frames, final=final) and self._on_append is not None:
+            self._on_append(self._stream, frames)
 
     def on_cancel(self, callback: Callable[[str], None]) -> None:
         self._stream.callbacks.append(callback)

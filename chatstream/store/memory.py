@@ -63,33 +63,19 @@ def _malloc_trim() -> Callable[[], None]:
     return lambda: trim(0) and None
 
 
-class _MemoryWriter(OwnedWriter):
-    """The memory store's writer: also counts the bytes the store holds."""
-
-    def __init__(self, stream: OwnedStream, store: MemoryStreamStore) -> None:
-        super().__init__(stream)
-        self._store = store
-
-    def append(self, frames: list[bytes], *, final: bool = False) -> None:
-        stream = self._stream
-        if stream.extend(frames, final=final):
-            self._store.added(stream, sum(map(len, frames)) + FRAME_OFFSET_BYTES * len(frames))
-
-
 class _MemoryReader:
+    """One reader of an :class:`OwnedStream`, counted in until it closes."""
+
     def __init__(self, stream: OwnedStream) -> None:
         self._stream = stream
         self._closed = False
         self.read = stream.read
-        stream.readers += 1
-        stream.ever_attached = True
+        stream.attach()
 
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self._stream.readers -= 1
-            if self._stream.readers == 0:
-                self._stream.idle_since = time.monotonic()
+            self._stream.detach()
 
 
 class MemoryStreamStore:
@@ -148,11 +134,11 @@ class MemoryStreamStore:
         stream = OwnedStream(new_stream_id(), self.driver)
         self._streams[stream.stream_id] = stream
         self._ensure_sweeper()
-        return _MemoryWriter(stream, self)
+        return OwnedWriter(stream, on_append=self._added)
 
-    def added(self, stream: OwnedStream, size: int) -> None:
+    def _added(self, stream: OwnedStream, frames: list[bytes]) -> None:
         """Count frames a writer appended to ``stream`` (and note its end)."""
-        self.held_bytes += size
+        self.held_bytes += sum(map(len, frames)) + FRAME_OFFSET_BYTES * len(frames)
         if stream.finished:
             self._finished[stream.stream_id] = stream
         if self.max_bytes is not None and self.held_bytes > self.max_bytes:
