@@ -8,12 +8,13 @@
   generation: a finished stream is freed by reference counting, without
   waiting for the cycle collector.
 * The store sweeps expired streams on a timer (at most ``SWEEP_S`` after
-  they expire, while it holds any; no new traffic is needed), hands freed
-  heap back to the OS, and keeps at most ``MAX_STORE_MB`` of events per
-  worker: past it, the oldest *finished* streams go first, and while running
-  streams alone fill it, new streams are refused (``503 store_full``).
-* A read returns at most :data:`~chatstream.store.READ_MAX_BYTES`, so a client that stops
-  reading pins one pending write, never a whole stream; when its stream
+  they expire, while it holds any; no new traffic is needed) and hands freed
+  heap back to the OS (:mod:`chatstream.store.sweeper`). It keeps at most
+  ``MAX_STORE_MB`` of events per worker: past it, the oldest *finished*
+  streams go first, and while running streams alone fill it, new streams
+  are refused (``503 store_full``).
+* A read returns at most :data:`~chatstream.store.buffer.READ_MAX_BYTES`, so
+  a client that stops reading pins one pending write, never a whole stream; when its stream
   expires, the frames are released even though the reader is still
   attached, and it reads one ``error`` event ``stream_expired``.
 
@@ -22,13 +23,9 @@ Config keys: ``STREAM_TTL_S``, ``SWEEP_S``, ``MAX_STORE_MB``.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
-import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
 
 from ..concurrency import Driver
 from ..errors import NotFound
@@ -39,28 +36,9 @@ from .buffer import FRAME_OFFSET_BYTES
 from .buffer import OwnedStream
 from .buffer import OwnedWriter
 from .buffer import stored_size
+from .sweeper import Sweeper
 
 log = logging.getLogger(__name__)
-
-#: After the sweeps have freed this much (or emptied the store), hand free
-#: heap pages back to the OS.
-TRIM_AFTER_BYTES = 64 * 2**20
-
-
-def _malloc_trim() -> Callable[[], None]:
-    """glibc's ``malloc_trim(0)``, or a no-op where there is none (musl, macOS).
-
-    Hand-written because nothing else does it: a freed 1 MB stream buffer
-    sits in the middle of glibc's heap, and glibc only returns the heap's top
-    to the OS. Measured with 100 streams x 20,000 tokens per round (one
-    process, the store alone): RSS after the sweep stayed 5-37 MB above the
-    baseline until ``malloc_trim`` returned all of it; the call took 1-10 ms.
-    """
-    name = ctypes.util.find_library("c")
-    trim = getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
-    if trim is None:
-        return lambda: None
-    return lambda: trim(0) and None
 
 
 class _MemoryReader:
@@ -99,7 +77,6 @@ class MemoryStreamStore:
     ) -> None:
         self.driver = driver
         self.ttl_s = ttl_s
-        self.sweep_s = sweep_s
         self.max_bytes = max_bytes
         #: What the streams hold now, in :func:`stored_size` terms.
         self.held_bytes = 0
@@ -108,10 +85,14 @@ class MemoryStreamStore:
         self._streams: dict[str, OwnedStream] = {}
         #: Finished streams in the order they ended: the oldest first.
         self._finished: OrderedDict[str, OwnedStream] = OrderedDict()
-        self._sweeper_lock = threading.Lock()
-        self._sweeper_alive = False
-        self._freed_since_trim = 0
-        self._trim = _malloc_trim()
+        #: The timer that drops expired streams while there are any.
+        self.sweeper = Sweeper(
+            driver,
+            sweep_s,
+            sweep=self.sweep,
+            next_expiry=self._next_expiry,
+            empty=lambda: not self._streams,
+        )
 
     def _get(self, stream_id: str) -> OwnedStream:
         stream = self._streams.get(stream_id)
@@ -133,7 +114,7 @@ class MemoryStreamStore:
                 )
         stream = OwnedStream(new_stream_id(), self.driver)
         self._streams[stream.stream_id] = stream
-        self._ensure_sweeper()
+        self.sweeper.ensure_running()
         return OwnedWriter(stream, on_append=self._added)
 
     def _added(self, stream: OwnedStream, frames: list[bytes]) -> None:
@@ -163,42 +144,11 @@ class MemoryStreamStore:
         self._streams.pop(stream.stream_id, None)
         size = stored_size(stream.frames)
         self.held_bytes -= size
-        self._freed_since_trim += size
+        self.sweeper.freed(size)
         stream.release()
 
-    def _ensure_sweeper(self) -> None:
-        with self._sweeper_lock:
-            if self._sweeper_alive:
-                return
-            self._sweeper_alive = True
-        self.driver.spawn(self._sweeper)
-
-    def _sweeper(self) -> None:
-        # A timer, not a sweep on create(): with no new stream, expired ones
-        # (and what their idle readers pin) would stay forever. It sleeps
-        # until the oldest finished stream expires (nothing expires sooner:
-        # a stream that ends later expires later), at least ``sweep_s``.
-        wait = self.sweep_s
-        while True:
-            self.driver.sleep(wait)
-            try:
-                self.sweep()
-                # After every TRIM_AFTER_BYTES freed, and once the store is empty.
-                if self._freed_since_trim >= TRIM_AFTER_BYTES or (
-                    self._freed_since_trim and not self._streams
-                ):
-                    self._freed_since_trim = 0
-                    self._trim()
-                wait = max(self.sweep_s, self._next_expiry() - time.monotonic())
-            except Exception:  # never lose the timer to one bad sweep
-                log.exception("memory store: sweep failed")
-                wait = self.sweep_s
-            with self._sweeper_lock:
-                if not self._streams:
-                    self._sweeper_alive = False
-                    return
-
     def _next_expiry(self) -> float:
+        """When the oldest finished stream expires (nothing expires sooner)."""
         for stream in self._finished.values():  # the oldest only
             return stream.ended_at + self.ttl_s
         return time.monotonic() + self.ttl_s

@@ -130,7 +130,7 @@ def test_expired_streams_are_swept_by_the_timer(store):
     assert store.held_bytes == 0
     with pytest.raises(NotFound):
         store.status(writer.stream_id)
-    wait_until(lambda: not store._sweeper_alive, timeout=10)  # the timer stops when idle
+    wait_until(lambda: not store.sweeper.alive, timeout=10)  # the timer stops when idle
 
 
 def test_a_reader_that_never_reads_does_not_pin_the_stream(store):
