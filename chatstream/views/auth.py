@@ -26,7 +26,7 @@ from .. import login as login_mark
 from ..errors import TooManyRequests
 from ..errors import Unauthorized
 from ..extension import settings
-from ..requests import strict_json
+from ..submission import strict_json
 from . import page
 
 bp = page

@@ -362,7 +362,7 @@ def test_secrets_are_read_verbatim_and_never_echoed(monkeypatch):
 
 def test_a_password_that_is_not_valid_unicode_is_a_bad_request(browser):
     # A lone surrogate is not well-formed Unicode: every JSON body refuses it
-    # (chatstream.requests.StrictJSONProvider), before any password check.
+    # (chatstream.submission.StrictJSONProvider), before any password check.
     response = browser.post(
         "/login", data='{"password": "\\ud800"}', content_type="application/json"
     )
