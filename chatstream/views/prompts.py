@@ -25,7 +25,7 @@ from flask import request
 from .. import session_streams
 from ..extension import settings
 from ..extension import state
-from ..limits import client_key
+from ..ratelimit import client_key
 from ..submission import parse_submission
 from ..submission import read_json
 from . import api
