@@ -10,7 +10,7 @@ import weakref
 
 import pytest
 
-from chatstream import config as settings
+from chatstream import config
 from chatstream.adapters.base import Finish
 from chatstream.adapters.demo import DemoFactory
 from chatstream.concurrency import Driver
@@ -63,11 +63,11 @@ class ScriptedFactory:
 
 
 def make_runner(factory, driver_name="threading", ttl_s=60, **overrides):
-    config = settings.defaults()
-    config.update({"ADAPTER": "demo", "DEMO_DELAY_MS": 0, "SWEEP_S": 0.02, **overrides})
-    settings.validate(config)
+    values = config.defaults()
+    values.update({"ADAPTER": "demo", "DEMO_DELAY_MS": 0, "SWEEP_S": 0.02, **overrides})
+    config.validate(values)
     store = MemoryStreamStore(Driver(driver_name), ttl_s=ttl_s)
-    return Runner(store, factory, Driver(driver_name), config), store
+    return Runner(store, factory, Driver(driver_name), values), store
 
 
 def events(store, stream_id, timeout=10):

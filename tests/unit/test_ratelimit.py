@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from chatstream import config as settings
+from chatstream import config
 from chatstream import create_app
 from chatstream.adapters.demo import DemoFactory
 from chatstream.concurrency import Driver
@@ -178,12 +178,12 @@ def test_default_cap_is_8_and_0_means_no_cap():
 
 
 def make_runner(**overrides):
-    config = settings.defaults()
-    config.update({"ADAPTER": "demo", "DEMO_DELAY_MS": 0, "SWEEP_S": 0.02, **overrides})
-    settings.validate(config)
+    values = config.defaults()
+    values.update({"ADAPTER": "demo", "DEMO_DELAY_MS": 0, "SWEEP_S": 0.02, **overrides})
+    config.validate(values)
     driver = Driver("threading")
     store = MemoryStreamStore(driver, ttl_s=60)
-    return Runner(store, DemoFactory(config), driver, config)
+    return Runner(store, DemoFactory(values), driver, values)
 
 
 def test_runner_counts_per_client_and_forgets_finished_ones():
