@@ -416,7 +416,7 @@ def test_each_login_is_revoked_alone(locked):
 
 
 def test_a_cookie_signed_before_session_ids_is_not_a_login(locked):
-    from chatstream.login import SESSION_KEY
+    from chatstream.login import LOGIN_MARK_KEY
     from chatstream.login import password_mark
 
     with locked.app_context():
@@ -425,7 +425,7 @@ def test_a_cookie_signed_before_session_ids_is_not_a_login(locked):
             locked
         )
         # a mark but no id to revoke
-        cookie = serializer.dumps({SESSION_KEY: password_mark(settings)})
+        cookie = serializer.dumps({LOGIN_MARK_KEY: password_mark(settings)})
     client = locked.test_client()
     client.set_cookie("chatstream_session", cookie)
     assert_json_error(client.post("/api/streaming", json={"prompt": "x"}), 401, "unauthorized")
