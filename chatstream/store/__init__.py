@@ -69,7 +69,12 @@ class Presence:
 
 
 class StreamWriter(Protocol):
-    """The runner's handle on one stream; the only thing that appends."""
+    """The runner's handle on one stream; the only thing that appends.
+
+    ``append(frames, final=)`` adds framed events (``final``: the last batch;
+    nothing is appended after it); ``on_cancel(callback)`` is told the reason
+    when a cancel is asked for; ``cancel_reason`` is that reason, or None.
+    """
 
     stream_id: str
 
@@ -80,14 +85,31 @@ class StreamWriter(Protocol):
 
 
 class StreamReader(Protocol):
-    """One reader's handle on one stream; :meth:`close` it when the client goes."""
+    """One reader's handle on one stream, counted in its :class:`Presence`.
+
+    ``read(after, timeout)`` returns the frames after event ``after``, waiting
+    up to ``timeout`` seconds for some (None: until a frame or a wake-up);
+    ``close()`` (idempotent) when the client goes.
+    """
 
     def read(self, after: int, timeout: float | None) -> Chunk: ...
     def close(self) -> None: ...
 
 
 class StreamStore(Protocol):
-    """The interface every store implements (memory, Redis)."""
+    """The interface every store implements (memory, Redis).
+
+    * ``create()``: a new running stream and its writer (may raise
+      :class:`~chatstream.errors.Overloaded` or
+      :class:`~chatstream.errors.StoreUnavailable`).
+    * ``status(id)``: ``(highest id a reader may hold, finished)``;
+      ``open_reader(id)``: a reader; ``cancel(id, reason)``: ask the writer
+      to stop, False if it had ended. All three raise
+      :class:`~chatstream.errors.NotFound` for an unknown or expired id.
+    * ``presence_many(ids)``: reader :class:`Presence` of the known ones.
+    * ``wake_all()``: wake every waiting reader (heartbeat, shutdown);
+      ``ping()``: the store answers (readiness).
+    """
 
     def create(self) -> StreamWriter: ...
     def status(self, stream_id: str) -> tuple[int, bool]: ...
