@@ -28,6 +28,7 @@ from typing import overload
 from .. import sse
 from ..concurrency import Driver
 from . import Chunk
+from . import Presence
 
 #: What the memory store counts per frame beyond its bytes (its offset);
 #: ``MAX_STORE_MB`` is checked against :func:`stored_size`.
@@ -249,6 +250,11 @@ class OwnedStream(EventBuffer):
         self.readers -= 1
         if self.readers == 0:
             self.idle_since = time.monotonic()
+
+    def presence(self) -> Presence:
+        """Who reads this stream now (idle time counted since the last detach)."""
+        idle = 0.0 if self.readers else time.monotonic() - self.idle_since
+        return Presence(self.readers, self.ever_attached, idle)
 
 
 #: Told of each batch a writer appended: ``on_append(stream, frames)``.

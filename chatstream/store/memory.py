@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
+from contextlib import suppress
 
 from ..concurrency import Driver
 from ..errors import NotFound
@@ -171,18 +172,15 @@ class MemoryStreamStore:
         return not stream.finished
 
     def presence(self, stream_id: str) -> Presence:
-        stream = self._get(stream_id)
-        idle = 0.0 if stream.readers else time.monotonic() - stream.idle_since
-        return Presence(stream.readers, stream.ever_attached, idle)
+        """Who reads the stream now. :raises NotFound: unknown or expired."""
+        return self._get(stream_id).presence()
 
     def presence_many(self, stream_ids: list[str]) -> dict[str, Presence]:
         """:meth:`presence` of several streams (unknown ones are left out)."""
         found = {}
         for stream_id in stream_ids:
-            try:
+            with suppress(NotFound):
                 found[stream_id] = self.presence(stream_id)
-            except NotFound:
-                continue
         return found
 
     def sweep(self) -> int:
