@@ -29,7 +29,7 @@ from typing import Any
 
 import openai
 
-from chatstream import config as settings
+from chatstream import config
 from chatstream.adapters.base import GenerationRequest
 from chatstream.adapters.openai_chat import OpenAIChatFactory
 
@@ -89,10 +89,10 @@ def main(argv: list[str] | None = None) -> None:
         assert fake.stdout is not None
         port = int(fake.stdout.readline().split()[1])
         base = f"http://127.0.0.1:{port}/v1"
-        config: dict[str, Any] = settings.defaults()
-        config |= {"OPENAI_API_KEY": "bench", "OPENAI_BASE_URL": base, "MODEL": "m"}
-        settings.validate(config)
-        factory = OpenAIChatFactory(config)
+        values: dict[str, Any] = config.defaults()
+        values |= {"OPENAI_API_KEY": "bench", "OPENAI_BASE_URL": base, "MODEL": "m"}
+        config.validate(values)
+        factory = OpenAIChatFactory(values)
         client = openai.OpenAI(api_key="bench", base_url=base)
         paths: dict[str, Callable[[str], int]] = {
             "sdk": lambda model: sdk_stream(client, model),

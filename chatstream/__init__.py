@@ -53,13 +53,13 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from .errors import register_error_handlers
     from .extension import Chatstream
     from .hosts import init_hosts
-    from .requests import StrictJSONProvider
+    from .submission import StrictJSONProvider
 
     app = Flask(__name__, static_folder=None)
     config.load_environment(app.config)
     if test_config:
         app.config.from_mapping(config.namespaced(test_config))
-    # Every JSON body the app reads is strict (depth, lone surrogates: see requests.py).
+    # Every JSON body the app reads is strict (depth, lone surrogates: see submission.py).
     app.json = StrictJSONProvider(app)
     app.json.ensure_ascii = False
     # The whole app is chatstream: 404/405 outside its routes are JSON too.

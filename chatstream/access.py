@@ -13,7 +13,7 @@ Off by default (local use). A public deployment sets one or both of:
 The login mark itself (marking, checking, revoking at logout, so that a copy
 saved before ``POST /logout`` no longer works) is :mod:`chatstream.login`.
 Wrong bearer tokens and wrong passwords share one budget per client address
-(``CHATSTREAM_AUTH_FAILURE_LIMIT``, :class:`chatstream.limits.FailedAuth`);
+(``CHATSTREAM_AUTH_FAILURE_LIMIT``, :class:`chatstream.ratelimit.FailedAuth`);
 over it, credentials from that address get ``429 too_many_failures``
 without being compared.
 
@@ -59,8 +59,8 @@ from flask import request
 from flask import url_for
 from werkzeug.wrappers import Response
 
-from . import limits
 from . import login
+from . import ratelimit
 from .errors import Forbidden
 from .errors import Unauthorized
 from .errors import UnsupportedMediaType
@@ -108,10 +108,10 @@ def guard() -> Response | None:
     if token is not None:
         # A request that sends a bearer token is judged by it alone (other
         # ``Authorization`` schemes, e.g. a proxy's Basic auth, are not ours).
-        limits.check_credential_budget()
+        ratelimit.check_credential_budget()
         if _valid_token(config, token):
             return None
-        limits.record_failure("bearer token")
+        ratelimit.record_failure("bearer token")
     elif login.has_session(config):
         return None
     if _wants_page():

@@ -48,8 +48,8 @@ from .errors import register_error_handlers
 from .generation import Runner
 from .readers import Readers
 from .session import CookieSessionInterface
-from .streams import MemoryStreamStore
-from .streams import StreamStore
+from .store import StreamStore
+from .store.memory import MemoryStreamStore
 
 log = logging.getLogger("chatstream")
 
@@ -200,8 +200,8 @@ class Chatstream:
         from . import access
         from . import revocations
         from . import session
-        from .limits import init_failed_auth
-        from .limits import init_limits
+        from .ratelimit import init_failed_auth
+        from .ratelimit import init_limits
         from .views import api
         from .views import auth  # noqa: F401  (routes on ``page``)
         from .views import events  # noqa: F401  (routes on ``api``)

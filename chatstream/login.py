@@ -23,7 +23,8 @@ from flask import current_app
 from . import revocations
 from .session import session
 
-SESSION_KEY = "access"
+#: The login mark in the cookie (:func:`password_mark`): this browser logged in.
+LOGIN_MARK_KEY = "access"
 #: The login's random id in the cookie: what ``POST /logout`` revokes.
 SID_KEY = "sid"
 
@@ -50,7 +51,7 @@ def check_password(config: Mapping[str, Any], candidate: str) -> bool:
 def log_in(config: Mapping[str, Any]) -> None:
     """Start a fresh logged-in session (a new cookie and id, nothing carried over)."""
     session.clear()
-    session[SESSION_KEY] = password_mark(config)
+    session[LOGIN_MARK_KEY] = password_mark(config)
     session[SID_KEY] = secrets.token_urlsafe(18)
     session.permanent = True
 
@@ -77,7 +78,7 @@ def has_session(config: Mapping[str, Any]) -> bool:
     """
     if not config.get("ACCESS_PASSWORD"):
         return False
-    mark = session.get(SESSION_KEY)
+    mark = session.get(LOGIN_MARK_KEY)
     sid = session.get(SID_KEY)
     if not isinstance(mark, str) or not isinstance(sid, str):
         return False

@@ -33,8 +33,8 @@ from . import metrics
 from . import sse
 from .concurrency import Driver
 from .heartbeat import Ticker
-from .streams import StreamReader
-from .streams import StreamStore
+from .store import StreamReader
+from .store import StreamStore
 
 #: Sent to every open reader when this process drains (no id: the browser
 #: keeps its ``Last-Event-ID`` and reconnects by itself, resuming exactly).

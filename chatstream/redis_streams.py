@@ -61,12 +61,12 @@ from .concurrency import Driver
 from .errors import NotFound
 from .errors import StoreUnavailable
 from .redis_outage import OutageTracker
-from .streams import Chunk
-from .streams import EventBuffer
-from .streams import OwnedStream
-from .streams import OwnedWriter
-from .streams import Presence
-from .streams import new_stream_id
+from .store import Chunk
+from .store import Presence
+from .store import new_stream_id
+from .store.buffer import EventBuffer
+from .store.buffer import OwnedStream
+from .store.buffer import OwnedWriter
 
 log = logging.getLogger(__name__)
 

@@ -39,12 +39,12 @@ from . import event_ids
 from .errors import BadRequest
 from .errors import NotFound
 from .session import session
-from .streams import StreamStore
+from .store import StreamStore
 
 log = logging.getLogger(__name__)
 
 #: Session key of the recent stream ids (oldest first).
-SESSION_KEY = "streams"
+STREAM_IDS_KEY = "streams"
 #: The first version's key: the latest stream id only (cookies issued before).
 LEGACY_KEY = "stream"
 #: Session key of the tags of recent streams this session has read.
@@ -55,7 +55,7 @@ RECENT = 16
 
 def recent() -> list[str]:
     """This session's recent stream ids, oldest first."""
-    ids = session.get(SESSION_KEY)
+    ids = session.get(STREAM_IDS_KEY)
     if isinstance(ids, list):
         return [i for i in ids if isinstance(i, str)]
     legacy = session.get(LEGACY_KEY)
@@ -65,7 +65,7 @@ def recent() -> list[str]:
 def remember(stream_id: str, *, claimed: bool = False) -> None:
     """Add a stream this session just submitted (``claimed``: read in the same response)."""
     ids = [i for i in recent() if i != stream_id]
-    session[SESSION_KEY] = [*ids[-(RECENT - 1) :], stream_id]
+    session[STREAM_IDS_KEY] = [*ids[-(RECENT - 1) :], stream_id]
     session.pop(LEGACY_KEY, None)
     if claimed:
         claim(stream_id)

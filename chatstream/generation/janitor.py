@@ -19,8 +19,8 @@ from typing import Any
 
 from ..concurrency import Driver
 from ..errors import NotFound
-from ..streams import Presence
-from ..streams import StreamStore
+from ..store import Presence
+from ..store import StreamStore
 from .outcomes import CancelReason
 from .run import Generation
 

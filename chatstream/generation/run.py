@@ -20,7 +20,7 @@ from ..adapters.base import Adapter
 from ..adapters.base import Finish
 from ..adapters.base import GenerationRequest
 from ..concurrency import Driver
-from ..streams import StreamWriter
+from ..store import StreamWriter
 from .outcomes import Outcome
 from .outcomes import terminal
 

@@ -20,7 +20,7 @@ from ..adapters.base import AdapterFactory
 from ..adapters.base import GenerationRequest
 from ..adapters.base import Message
 from ..concurrency import Driver
-from ..streams import StreamStore
+from ..store import StreamStore
 from .admission import Admission
 from .janitor import Janitor
 from .outcomes import CancelReason

@@ -5,7 +5,7 @@
 ``{"password"}`` and marks the signed session cookie; ``POST /logout``
 revokes the login (see :mod:`chatstream.revocations`) and clears the cookie.
 Wrong passwords count against the address's failure budget, shared with wrong
-bearer tokens (:class:`chatstream.limits.FailedAuth`). Without an access
+bearer tokens (:class:`chatstream.ratelimit.FailedAuth`). Without an access
 password these URLs do not exist (404).
 """
 
@@ -21,12 +21,12 @@ from flask import request
 from flask import url_for
 from flask.typing import ResponseReturnValue
 
-from .. import limits
 from .. import login as login_mark
+from .. import ratelimit
 from ..errors import TooManyRequests
 from ..errors import Unauthorized
 from ..extension import settings
-from ..requests import strict_json
+from ..submission import strict_json
 from . import page
 
 bp = page
@@ -76,7 +76,7 @@ def login() -> ResponseReturnValue:
     password = data.get("password")
     target = _safe_next(data.get("next"))
     try:
-        limits.check_credential_budget()
+        ratelimit.check_credential_budget()
     except TooManyRequests as exc:
         if request.is_json:
             raise
@@ -86,7 +86,7 @@ def login() -> ResponseReturnValue:
             exc.headers,
         )
     if not isinstance(password, str) or not login_mark.check_password(config, password):
-        limits.record_failure("login")
+        ratelimit.record_failure("login")
         if request.is_json:
             raise Unauthorized("Wrong access password.", code="wrong_password")
         return render_template("chatstream/login.html", next=target, error="Wrong password."), 401

@@ -25,9 +25,9 @@ from flask import request
 from .. import session_streams
 from ..extension import settings
 from ..extension import state
-from ..limits import client_key
-from ..requests import parse_submission
-from ..requests import read_json
+from ..ratelimit import client_key
+from ..submission import parse_submission
+from ..submission import read_json
 from . import api
 from .streaming import event_stream
 from .streaming import resume

@@ -362,7 +362,7 @@ def test_secrets_are_read_verbatim_and_never_echoed(monkeypatch):
 
 def test_a_password_that_is_not_valid_unicode_is_a_bad_request(browser):
     # A lone surrogate is not well-formed Unicode: every JSON body refuses it
-    # (chatstream.requests.StrictJSONProvider), before any password check.
+    # (chatstream.submission.StrictJSONProvider), before any password check.
     response = browser.post(
         "/login", data='{"password": "\\ud800"}', content_type="application/json"
     )
@@ -416,7 +416,7 @@ def test_each_login_is_revoked_alone(locked):
 
 
 def test_a_cookie_signed_before_session_ids_is_not_a_login(locked):
-    from chatstream.login import SESSION_KEY
+    from chatstream.login import LOGIN_MARK_KEY
     from chatstream.login import password_mark
 
     with locked.app_context():
@@ -425,7 +425,7 @@ def test_a_cookie_signed_before_session_ids_is_not_a_login(locked):
             locked
         )
         # a mark but no id to revoke
-        cookie = serializer.dumps({SESSION_KEY: password_mark(settings)})
+        cookie = serializer.dumps({LOGIN_MARK_KEY: password_mark(settings)})
     client = locked.test_client()
     client.set_cookie("chatstream_session", cookie)
     assert_json_error(client.post("/api/streaming", json={"prompt": "x"}), 401, "unauthorized")

@@ -10,7 +10,7 @@ import weakref
 
 import pytest
 
-from chatstream import config as settings
+from chatstream import config
 from chatstream.adapters.base import Finish
 from chatstream.adapters.demo import DemoFactory
 from chatstream.concurrency import Driver
@@ -19,8 +19,8 @@ from chatstream.errors import Overloaded
 from chatstream.errors import UpstreamRateLimited
 from chatstream.generation import Runner
 from chatstream.generation.outcomes import terminal
-from chatstream.streams import MemoryStreamStore
-from chatstream.streams import OwnedStream
+from chatstream.store.buffer import OwnedStream
+from chatstream.store.memory import MemoryStreamStore
 from tests.support.client import wait_until
 
 PROMPT = [{"role": "user", "content": "hi"}]
@@ -63,11 +63,11 @@ class ScriptedFactory:
 
 
 def make_runner(factory, driver_name="threading", ttl_s=60, **overrides):
-    config = settings.defaults()
-    config.update({"ADAPTER": "demo", "DEMO_DELAY_MS": 0, "SWEEP_S": 0.02, **overrides})
-    settings.validate(config)
+    values = config.defaults()
+    values.update({"ADAPTER": "demo", "DEMO_DELAY_MS": 0, "SWEEP_S": 0.02, **overrides})
+    config.validate(values)
     store = MemoryStreamStore(Driver(driver_name), ttl_s=ttl_s)
-    return Runner(store, factory, Driver(driver_name), config), store
+    return Runner(store, factory, Driver(driver_name), values), store
 
 
 def events(store, stream_id, timeout=10):

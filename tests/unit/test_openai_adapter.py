@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chatstream import config as settings
+from chatstream import config
 from chatstream.adapters.base import Finish
 from chatstream.adapters.base import GenerationRequest
 from chatstream.adapters.openai_chat import OpenAIChatFactory
@@ -33,8 +33,8 @@ def fake():
 
 
 def make_factory(fake, **overrides):
-    config = settings.defaults()
-    config.update(
+    values = config.defaults()
+    values.update(
         {
             "ADAPTER": "openai",
             "OPENAI_API_KEY": "sk-test",
@@ -43,8 +43,8 @@ def make_factory(fake, **overrides):
             **overrides,
         }
     )
-    settings.validate(config)
-    return OpenAIChatFactory(config)
+    config.validate(values)
+    return OpenAIChatFactory(values)
 
 
 def test_streams_deltas_then_finish_with_usage(fake):

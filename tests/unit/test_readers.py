@@ -9,7 +9,7 @@ from chatstream.concurrency import Driver
 from chatstream.errors import NotFound
 from chatstream.readers import RECONNECT
 from chatstream.readers import Readers
-from chatstream.streams import MemoryStreamStore
+from chatstream.store.memory import MemoryStreamStore
 from tests.support.client import wait_until
 
 

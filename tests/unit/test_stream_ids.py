@@ -195,7 +195,7 @@ def test_a_response_never_iterated_releases_its_reader(client, app):
 
 def test_a_stream_this_session_read_is_claimed_even_if_the_store_forgets(client, app, monkeypatch):
     """The Redis store forgets that a finished stream was read on its owner."""
-    from chatstream.streams import Presence
+    from chatstream.store import Presence
 
     store = app.extensions["chatstream"].store
     monkeypatch.setattr(

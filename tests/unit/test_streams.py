@@ -8,7 +8,7 @@ import pytest
 
 from chatstream.concurrency import Driver
 from chatstream.errors import NotFound
-from chatstream.streams import MemoryStreamStore
+from chatstream.store.memory import MemoryStreamStore
 
 
 @pytest.fixture

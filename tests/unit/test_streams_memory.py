@@ -1,4 +1,4 @@
-"""What the memory store holds, and for how long (chatstream/streams.py).
+"""What the memory store holds, and for how long (chatstream/store/).
 
 The frame log, bounded reads, the sweep timer, the byte cap and the release
 of streams whose readers never read.
@@ -14,13 +14,13 @@ import pytest
 from chatstream.concurrency import Driver
 from chatstream.errors import NotFound
 from chatstream.errors import Overloaded
-from chatstream.framelog import FrameLog
-from chatstream.framelog import stored_size
-from chatstream.memory_store import MemoryStreamStore
-from chatstream.streams import EXPIRED_FRAME
-from chatstream.streams import READ_MAX_BYTES
-from chatstream.streams import RELEASED
-from chatstream.streams import EventBuffer
+from chatstream.store.buffer import EXPIRED_FRAME
+from chatstream.store.buffer import READ_MAX_BYTES
+from chatstream.store.buffer import RELEASED
+from chatstream.store.buffer import EventBuffer
+from chatstream.store.buffer import FrameLog
+from chatstream.store.buffer import stored_size
+from chatstream.store.memory import MemoryStreamStore
 from tests.support.client import wait_until
 
 FRAMES = [f"id: {i}\ndata: {'x' * (i % 7)}\n\n".encode() for i in range(1, 200)]
@@ -130,7 +130,7 @@ def test_expired_streams_are_swept_by_the_timer(store):
     assert store.held_bytes == 0
     with pytest.raises(NotFound):
         store.status(writer.stream_id)
-    wait_until(lambda: not store._sweeper_alive, timeout=10)  # the timer stops when idle
+    wait_until(lambda: not store.sweeper.alive, timeout=10)  # the timer stops when idle
 
 
 def test_a_reader_that_never_reads_does_not_pin_the_stream(store):

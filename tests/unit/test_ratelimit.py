@@ -1,19 +1,19 @@
-"""Per-client limits: the POST rate limit (chatstream/limits.py, Flask-Limiter)
+"""Per-client limits: the POST rate limit (chatstream/ratelimit.py, Flask-Limiter)
 and the cap on running streams per client address (Runner.start ``client=``)."""
 
 from __future__ import annotations
 
 import pytest
 
-from chatstream import config as settings
+from chatstream import config
 from chatstream import create_app
 from chatstream.adapters.demo import DemoFactory
 from chatstream.concurrency import Driver
 from chatstream.errors import ConfigError
 from chatstream.errors import TooManyRequests
 from chatstream.generation import Runner
-from chatstream.limits import _storage_uri
-from chatstream.streams import MemoryStreamStore
+from chatstream.ratelimit import _storage_uri
+from chatstream.store.memory import MemoryStreamStore
 from tests.conftest import UNIT_CONFIG
 from tests.support.client import wait_until
 
@@ -178,12 +178,12 @@ def test_default_cap_is_8_and_0_means_no_cap():
 
 
 def make_runner(**overrides):
-    config = settings.defaults()
-    config.update({"ADAPTER": "demo", "DEMO_DELAY_MS": 0, "SWEEP_S": 0.02, **overrides})
-    settings.validate(config)
+    values = config.defaults()
+    values.update({"ADAPTER": "demo", "DEMO_DELAY_MS": 0, "SWEEP_S": 0.02, **overrides})
+    config.validate(values)
     driver = Driver("threading")
     store = MemoryStreamStore(driver, ttl_s=60)
-    return Runner(store, DemoFactory(config), driver, config)
+    return Runner(store, DemoFactory(values), driver, values)
 
 
 def test_runner_counts_per_client_and_forgets_finished_ones():
@@ -246,7 +246,7 @@ def test_auth_failure_limit_default_and_validation():
 
 
 def test_failed_auth_counts_per_key_and_every_window():
-    from chatstream.limits import FailedAuth
+    from chatstream.ratelimit import FailedAuth
 
     failures = FailedAuth("2/minute;3/day", None)
     for _ in range(2):
@@ -260,7 +260,7 @@ def test_failed_auth_counts_per_key_and_every_window():
 
 
 def test_failed_auth_counts_in_memory_when_redis_fails(caplog):
-    from chatstream.limits import FailedAuth
+    from chatstream.ratelimit import FailedAuth
     from tests.support.server import free_port
 
     failures = FailedAuth("1/minute", f"redis://127.0.0.1:{free_port()}/0")

@@ -1,43 +1,38 @@
-"""The stream store: where generated events wait for their readers.
+"""One stream's events in this process: its frames, its readers' wake-up, its writer.
 
-One writer per stream (the generation runner) appends events already framed
-as SSE bytes, so replay and any number of readers cost no re-encoding. A
-reader asks for "everything after event N" and gets the pending frames joined
-into one write, waiting at most ``timeout`` seconds (so the SSE view can send
-a heartbeat and notice a disconnect).
-
-Event ids are the integers 1, 2, 3, ... in order. A reader's position is the
-last id it has (0: none yet): the ``<seq>`` of the browser's ``Last-Event-ID``
-(``<tag>.<seq>`` on the wire, :mod:`chatstream.event_ids`).
-
-:class:`MemoryStreamStore` keeps everything in this process (the default,
-one worker). A Redis implementation with the same interface shares streams
-across workers and machines.
-
-A stream's frames live in a :class:`~chatstream.framelog.FrameLog` (one
-buffer, an offset per frame). A read returns at most :data:`READ_MAX_BYTES`,
-so a client that stops reading pins one pending write, never a whole
-stream; a released stream (expired) answers :data:`EXPIRED_FRAME`.
-:class:`~chatstream.memory_store.MemoryStreamStore` lives in its own module
-(re-exported here).
+* :class:`FrameLog`: the frames, kept compactly in one buffer and an offset
+  per frame. A token-sized SSE frame is ~50 bytes; as its own ``bytes``
+  object in a list it costs ~50 more, and thousands of small long-lived
+  objects fragment the allocator's arenas so that freed streams do not give
+  memory back. Here a frame costs its bytes plus an 8-byte offset.
+* :class:`EventBuffer`: a stream's frames and the wake-up of its waiting
+  readers. A read returns at most :data:`READ_MAX_BYTES`, so a client that
+  stops reading pins one pending write, never a whole stream; a released
+  stream (expired) answers :data:`EXPIRED_FRAME`.
+* :class:`OwnedStream` and :class:`OwnedWriter`: a stream generated in this
+  process, with its cancel hooks and reader count, and the runner's handle
+  on it. The memory store keeps one per stream; the Redis store one per
+  stream its process generates.
 """
 
 from __future__ import annotations
 
-import secrets
 import time
+from array import array
+from bisect import bisect_left
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import NamedTuple
-from typing import Protocol
+from collections.abc import Iterable
+from collections.abc import Sequence
+from typing import overload
 
-from . import sse
-from .concurrency import Driver
-from .framelog import FrameLog
+from .. import sse
+from ..concurrency import Driver
+from . import Chunk
+from . import Presence
 
-#: ``secrets.token_urlsafe(24)`` gives 192 random bits in 32 URL-safe chars.
-ID_BYTES = 24
-
+#: What the memory store counts per frame beyond its bytes (its offset);
+#: ``MAX_STORE_MB`` is checked against :func:`stored_size`.
+FRAME_OFFSET_BYTES = 8
 
 #: At most this much is returned by one read (but always one whole frame): a
 #: client that stops reading holds one pending write, not its whole stream.
@@ -51,66 +46,70 @@ EXPIRED_FRAME = sse.encode(
 )
 
 
-def new_stream_id() -> str:
-    """An unguessable stream id: whoever holds it may read and cancel."""
-    return secrets.token_urlsafe(ID_BYTES)
+class FrameLog(Sequence[bytes]):
+    """The frames of one stream: one growing buffer and the end offset of each frame.
 
+    A frame costs its bytes plus an 8-byte offset, instead of a ``bytes``
+    object and a list slot each (~50 more bytes for a token, and small
+    long-lived objects that fragment the allocator's arenas). Readers use
+    :meth:`span`, which copies one slice; it is also a read-only sequence of
+    frames, equal to the list of the same frames.
 
-class Chunk(NamedTuple):
-    """What one read returns (a tuple: one is made per read, on the hot path).
-
-    :param data: the frames after the reader's position, joined (maybe empty).
-    :param last_id: the id of the last frame in ``data`` (or the position).
-    :param finished: the stream has ended and ``data`` holds its last frame.
+    One writer appends, readers may read concurrently (threads too): the
+    bytes go in before their offset, and a reader only looks up to the count
+    it saw, so it never sees a partial frame.
     """
 
-    data: bytes
-    last_id: int
-    finished: bool
+    __slots__ = ("data", "ends")
+
+    def __init__(self, frames: Iterable[bytes] = ()) -> None:
+        self.data = bytearray()
+        self.ends = array("Q", [0])
+        self.extend(frames)
+
+    def extend(self, frames: Iterable[bytes]) -> None:
+        data, ends = self.data, self.ends
+        for frame in frames:
+            data += frame
+            ends.append(len(data))
+
+    def __len__(self) -> int:
+        return len(self.ends) - 1
+
+    @overload
+    def __getitem__(self, index: int) -> bytes: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[bytes]: ...
+    def __getitem__(self, index: int | slice) -> bytes | list[bytes]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError("frame index out of range")
+        return bytes(self.data[self.ends[index] : self.ends[index + 1]])
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, FrameLog | list | tuple):
+            return len(self) == len(other) and list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def span(self, after: int, count: int, max_bytes: int) -> tuple[bytes, int]:
+        """Frames ``after+1..`` up to ``count``, stopping at the first that reaches ``max_bytes``.
+
+        :returns: their bytes and the id of the last one.
+        """
+        ends = self.ends
+        start = ends[after]
+        end = bisect_left(ends, start + max_bytes, after + 1, count)
+        return bytes(self.data[start : ends[end]]), end
 
 
-@dataclass(frozen=True, slots=True)
-class Presence:
-    """Who is reading a running stream, for the attach/detach grace periods.
-
-    :param readers: readers attached right now.
-    :param ever_attached: some reader attached at least once.
-    :param idle_s: seconds with no reader (since creation or the last detach).
-    """
-
-    readers: int
-    ever_attached: bool
-    idle_s: float
-
-
-class StreamWriter(Protocol):
-    """The runner's handle on one stream; the only thing that appends."""
-
-    stream_id: str
-
-    def append(self, frames: list[bytes], *, final: bool = False) -> None: ...
-    def on_cancel(self, callback: Callable[[str], None]) -> None: ...
-    @property
-    def cancel_reason(self) -> str | None: ...
-
-
-class StreamReader(Protocol):
-    def read(self, after: int, timeout: float | None) -> Chunk: ...
-    def close(self) -> None: ...
-
-
-class StreamStore(Protocol):
-    """The interface every store implements (memory, Redis)."""
-
-    def create(self) -> StreamWriter: ...
-    def status(self, stream_id: str) -> tuple[int, bool]: ...
-    def open_reader(self, stream_id: str) -> StreamReader: ...
-    def cancel(self, stream_id: str, reason: str) -> bool: ...
-    def presence(self, stream_id: str) -> Presence: ...
-    def presence_many(self, stream_ids: list[str]) -> dict[str, Presence]: ...
-    def sweep(self) -> int: ...
-    def wake_all(self) -> None: ...
-    def ping(self) -> bool: ...
+def stored_size(frames: FrameLog) -> int:
+    """What the memory store counts for these frames (bytes + an offset each)."""
+    return len(frames.data) + FRAME_OFFSET_BYTES * len(frames)
 
 
 #: The frames of a released stream (expired or evicted).
@@ -241,19 +240,44 @@ class OwnedStream(EventBuffer):
             for callback in self.callbacks:
                 callback(reason)
 
+    def attach(self) -> None:
+        """Count a reader in (for :class:`~chatstream.store.Presence`)."""
+        self.readers += 1
+        self.ever_attached = True
+
+    def detach(self) -> None:
+        """Count a reader out (once per :meth:`attach`); the last one starts the idle clock."""
+        self.readers -= 1
+        if self.readers == 0:
+            self.idle_since = time.monotonic()
+
+    def presence(self) -> Presence:
+        """Who reads this stream now (idle time counted since the last detach)."""
+        idle = 0.0 if self.readers else time.monotonic() - self.idle_since
+        return Presence(self.readers, self.ever_attached, idle)
+
+
+#: Told of each batch a writer appended: ``on_append(stream, frames)``.
+OnAppend = Callable[[OwnedStream, list[bytes]], None]
+
 
 class OwnedWriter:
     """The runner's handle on an :class:`OwnedStream` (the memory store's writer).
 
+    :param on_append: called after each batch that was appended (the memory
+        store counts the bytes it holds); not after a stream has ended.
+
     The Redis store subclasses it to also ship each batch to Redis.
     """
 
-    def __init__(self, stream: OwnedStream) -> None:
+    def __init__(self, stream: OwnedStream, on_append: OnAppend | None = None) -> None:
         self._stream = stream
+        self._on_append = on_append
         self.stream_id = stream.stream_id
 
     def append(self, frames: list[bytes], *, final: bool = False) -> None:
-        self._stream.extend(frames, final=final)
+        if self._stream.extend(frames, final=final) and self._on_append is not None:
+            self._on_append(self._stream, frames)
 
     def on_cancel(self, callback: Callable[[str], None]) -> None:
         self._stream.callbacks.append(callback)
@@ -261,24 +285,3 @@ class OwnedWriter:
     @property
     def cancel_reason(self) -> str | None:
         return self._stream.cancel_reason
-
-
-# Re-exported: the memory store was defined here, and callers import it from here.
-from .memory_store import MemoryStreamStore  # noqa: E402
-
-__all__ = [
-    "Chunk",
-    "EventBuffer",
-    "EXPIRED_FRAME",
-    "FrameLog",
-    "MemoryStreamStore",
-    "OwnedStream",
-    "OwnedWriter",
-    "Presence",
-    "READ_MAX_BYTES",
-    "RELEASED",
-    "StreamReader",
-    "StreamStore",
-    "StreamWriter",
-    "new_stream_id",
-]

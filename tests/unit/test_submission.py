@@ -1,4 +1,4 @@
-"""Request bodies: strict JSON for every body (chatstream/requests.py, errors.py)."""
+"""Request bodies: strict JSON for every body (chatstream/submission.py, errors.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 
 from chatstream import create_app
 from chatstream.errors import error_response
-from chatstream.requests import MAX_JSON_DEPTH
+from chatstream.submission import MAX_JSON_DEPTH
 from tests.conftest import UNIT_CONFIG
 
 PASSWORD = "a long shared passphrase"
