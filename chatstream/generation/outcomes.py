@@ -78,8 +78,8 @@ def terminal(
         if error is None:
             # ``reason`` says who cancelled (``client``: a DELETE; ``no_reader``:
             # nobody came back within the grace), so a page can say so honestly.
-            payload = {"finish_reason": "cancelled", "reason": cancel_reason}
-            frame = sse.encode_json(payload, event="end", id=event_id, scope=scope)
+            cancelled = {"finish_reason": "cancelled", "reason": cancel_reason}
+            frame = sse.encode_json(cancelled, event="end", id=event_id, scope=scope)
             return Outcome(frame, "cancelled", None)
         failure = error
     if failure is not None:

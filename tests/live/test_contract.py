@@ -132,7 +132,10 @@ def test_delete_cancels_and_readers_get_cancelled(server, client):
     head = read_events(client, url, limit=2)
     assert client.delete(url).json()["cancelled"] is True
     rest = read_events(client, url, last_event_id=head[-1].id)
-    assert rest[-1].event == "end" and rest[-1].data == {"finish_reason": "cancelled", "reason": "client"}
+    assert rest[-1].event == "end" and rest[-1].data == {
+        "finish_reason": "cancelled",
+        "reason": "client",
+    }
     assert len(head) + len(rest) < 100
 
 

@@ -115,7 +115,10 @@ def test_reader_leaving_cancels_generation_after_grace(pair, client):
     url = submit(client, a.url, prompt="x", options={"tokens": 10_000, "delay_ms": 20})
     read_events(client, b.url + path_of(url, a), limit=2)
     wait_until(lambda: client.get(a.url + "/healthz").json()["running"] == 0)
-    assert read_events(client, url)[-1].data == {"finish_reason": "cancelled", "reason": "no_reader"}
+    assert read_events(client, url)[-1].data == {
+        "finish_reason": "cancelled",
+        "reason": "no_reader",
+    }
     stream_id = url.rsplit("/", 1)[1][:8]
     # The cancel is logged with the stream's last sighting.
     cancels = [line for line in a.log().splitlines() if "no_reader cancel" in line]

@@ -139,7 +139,10 @@ def test_no_reader_within_grace_cancels():
     runner, store = make_runner(factory, ATTACH_GRACE_S=0.1)
     sid = runner.start(PROMPT)
     assert factory.closed.wait(10)
-    assert events(store, sid)[-1][1:] == ("end", {"finish_reason": "cancelled", "reason": "no_reader"})
+    assert events(store, sid)[-1][1:] == (
+        "end",
+        {"finish_reason": "cancelled", "reason": "no_reader"},
+    )
 
 
 def test_all_readers_leaving_cancels_after_grace():
