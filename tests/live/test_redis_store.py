@@ -10,10 +10,10 @@ import httpx
 import pytest
 from httpx_sse import connect_sse
 
-from chatstream import redis_scripts as scripts
 from chatstream import sse
 from chatstream.concurrency import Driver
-from chatstream.redis_streams import RedisStreamStore
+from chatstream.store.redis import RedisStreamStore
+from chatstream.store.redis import scripts
 from tests.support.client import read_events
 from tests.support.client import submit
 from tests.support.client import text_of

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from chatstream import sse
 from chatstream.concurrency import Driver
-from chatstream.redis_streams import RedisStreamStore
-from chatstream.redis_streams import _Mirror
+from chatstream.store.redis import RedisStreamStore
+from chatstream.store.redis.store import _Mirror
 
 
 def entry(first: int, texts: list[str], final: bool = False):

@@ -24,7 +24,7 @@ stalled reader process is taken for gone only after the grace it would get
 for leaving. Right after a gap (Redis or this process stalled) nobody is
 judged absent or dead until the others had ``REDIS_LIVENESS_S`` to beat again.
 
-Redis outages (:mod:`chatstream.redis_outage`): the owner keeps every event
+Redis outages (:mod:`chatstream.store.redis.outage`): the owner keeps every event
 of its streams in memory anyway, and Redis is told only "here is what follows
 event N" (the append script answers where Redis really is). So a failed flush
 loses nothing: the owner's readers keep streaming, the flusher retries with
@@ -55,18 +55,18 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from . import redis_scripts as scripts
-from . import sse
-from .concurrency import Driver
-from .errors import NotFound
-from .errors import StoreUnavailable
-from .redis_outage import OutageTracker
-from .streams import Chunk
-from .streams import EventBuffer
-from .streams import OwnedStream
-from .streams import OwnedWriter
-from .streams import Presence
-from .streams import new_stream_id
+from ... import sse
+from ...concurrency import Driver
+from ...errors import NotFound
+from ...errors import StoreUnavailable
+from ...streams import Chunk
+from ...streams import EventBuffer
+from ...streams import OwnedStream
+from ...streams import OwnedWriter
+from ...streams import Presence
+from ...streams import new_stream_id
+from . import scripts
+from .outage import OutageTracker
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,5 @@
+"""The stream store on Redis Streams (see :mod:`.store`)."""
+
+from .store import RedisStreamStore
+
+__all__ = ["RedisStreamStore"]
