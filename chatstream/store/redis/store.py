@@ -65,8 +65,10 @@ from ...streams import OwnedStream
 from ...streams import OwnedWriter
 from ...streams import Presence
 from ...streams import new_stream_id
-from . import scripts
+from .keys import InstanceKeys
+from .keys import StreamKeys
 from .outage import OutageTracker
+from .scripts import Scripts
 
 log = logging.getLogger(__name__)
 
@@ -181,14 +183,12 @@ class RedisStreamStore:
         self.liveness_s = liveness_s
         self.max_events = max_events
         self.stale_s = max(3 * beat_s, stale_s)
-        self.instance = secrets.token_hex(8)
-        self.control = scripts.control_key(self.instance)
-        self.alive_key = scripts.instance_key(self.instance)
+        self.me = InstanceKeys.of(secrets.token_hex(8))
+        self.instance = self.me.instance
+        self.control = self.me.control
+        self.alive_key = self.me.alive
         self._alive_ms = int(liveness_s * 1000)
-        self._append = client.register_script(scripts.APPEND)
-        self._interrupt = client.register_script(scripts.INTERRUPT)
-        self._cancel = client.register_script(scripts.CANCEL)
-        self._mark = client.register_script(scripts.MARK)
+        self.scripts = Scripts(client)
         self._local: dict[str, _Local] = {}
         self._mirrors: dict[str, _Mirror] = {}
         self._readers: dict[str, _Reader] = {}
@@ -357,11 +357,11 @@ class RedisStreamStore:
             keys: list[str] = []
             args: list[Any] = [self.running_ttl_s, self.ttl_s, self.instance]
             for local, final, end in batch[start : start + FLUSH_STREAMS]:
-                ev, meta, _ = scripts.keys(local.stream_id)
-                keys += (ev, meta)
+                stream_keys = StreamKeys.of(local.stream_id)
+                keys += (stream_keys.events, stream_keys.meta)
                 frames = local.frames[local.flushed : end]
                 args += (local.flushed + 1, end, int(final), b"".join(frames), local.created)
-            self._append(keys=keys, args=args, client=pipe)
+            self.scripts.append(keys=keys, args=args, client=pipe)
         replies = pipe.execute()
         if creating:
             was_alive, _ = replies.pop(0), replies.pop(0)
@@ -401,22 +401,21 @@ class RedisStreamStore:
                 return False
             local.request_cancel(reason)
             return True
-        _, meta, _ = scripts.keys(stream_id)
         with _unavailable_on_error():
-            owner = self._cancel(keys=[meta], args=[reason])
+            owner = self.scripts.cancel(keys=[StreamKeys.of(stream_id).meta], args=[reason])
         if owner == -2:
             raise NotFound("No such stream (unknown id, or it expired).")
         if owner == -1:
             return False
-        owner = owner.decode() if isinstance(owner, bytes) else str(owner)
+        control = InstanceKeys.of(owner if isinstance(owner, bytes) else str(owner)).control
         with _unavailable_on_error():
             self.client.xadd(
-                scripts.control_key(owner),
+                control,
                 {"op": "cancel", "id": stream_id, "reason": reason},
                 maxlen=1000,
                 approximate=True,
             )
-            self.client.expire(scripts.control_key(owner), self.running_ttl_s)
+            self.client.expire(control, self.running_ttl_s)
         return True
 
     # -- reading ------------------------------------------------------------
@@ -438,9 +437,8 @@ class RedisStreamStore:
         mirror = self._mirrors.get(stream_id)
         if mirror is not None:  # followed here already: no need to ask Redis (or wait for it)
             return (len(mirror.frames), True) if mirror.finished else (self.max_events, False)
-        _, meta, _ = scripts.keys(stream_id)
         with _unavailable_on_error():
-            state, last = self.client.hmget(meta, ["state", "last"])
+            state, last = self.client.hmget(StreamKeys.of(stream_id).meta, ["state", "last"])
         if state is None:
             raise NotFound("No such stream (unknown id, or it expired).")
         if state == b"finished":
@@ -461,25 +459,25 @@ class RedisStreamStore:
             buffer.ever_attached = True
             return reader
         self._readers[reader.member] = reader
-        ev, meta, readers = scripts.keys(stream_id)
+        keys = StreamKeys.of(stream_id)
         try:
             pipe = self.client.pipeline(transaction=False)
-            pipe.zadd(readers, {reader.member: time.time()})
-            pipe.expire(readers, self.running_ttl_s)
-            self._mark(keys=[meta], args=["attached", 1], client=pipe)
+            pipe.zadd(keys.readers, {reader.member: time.time()})
+            pipe.expire(keys.readers, self.running_ttl_s)
+            self.scripts.mark(keys=[keys.meta], args=["attached", 1], client=pipe)
             pipe.execute()
         except redis.RedisError:
             log.warning("redis store: cannot record a reader's presence")
         return reader
 
     def _load_mirror(self, stream_id: str) -> _Mirror:
-        ev, meta, readers = scripts.keys(stream_id)
-        state, owner = self.client.hmget(meta, ["state", "owner"])
+        keys = StreamKeys.of(stream_id)
+        state, owner = self.client.hmget(keys.meta, ["state", "owner"])
         if state is None:
             raise NotFound("No such stream (unknown id, or it expired).")
         if state == b"running" and self._writes.settled(self.liveness_s):
             self._interrupt_if_dead(stream_id, owner)
-        entries: list[Any] = self.client.xrange(ev) or []
+        entries: list[Any] = self.client.xrange(keys.events) or []
         mirror = _Mirror(self.driver)
         self._extend_mirror(mirror, entries)
         existing = self._mirrors.setdefault(stream_id, mirror)
@@ -505,11 +503,11 @@ class RedisStreamStore:
             return
         if not buffer.readers:
             self._mirrors.pop(stream_id, None)
-        _, meta, readers = scripts.keys(stream_id)
+        keys = StreamKeys.of(stream_id)
         try:
             pipe = self.client.pipeline(transaction=False)
-            pipe.zrem(readers, reader.member)
-            self._mark(keys=[meta], args=["left_at", time.time()], client=pipe)
+            pipe.zrem(keys.readers, reader.member)
+            self.scripts.mark(keys=[keys.meta], args=["left_at", time.time()], client=pipe)
             pipe.execute()
         except redis.RedisError:
             log.warning("redis store: cannot record a reader leaving")
@@ -517,13 +515,16 @@ class RedisStreamStore:
     def _multiplexer(self) -> None:
         last_control: str | None = None
         while not self._stopped:
+            following: dict[str, str] = {}  # events key -> stream id
             try:
                 if last_control is None:  # control entries from before we started are not ours
                     last_control = f"{int(self.blocking.time()[0]) * 1000}-0"
                 wanted: dict[Any, Any] = {self.control: last_control}
                 for stream_id, mirror in list(self._mirrors.items()):
                     if not mirror.finished:
-                        wanted[scripts.keys(stream_id)[0]] = f"0-{len(mirror.frames)}"
+                        events = StreamKeys.of(stream_id).events
+                        following[events] = stream_id
+                        wanted[events] = f"0-{len(mirror.frames)}"
                 replies = self.blocking.xread(wanted, block=int(self.beat_s * 1000), count=1000)
             except redis.RedisError as exc:
                 # Mirror readers keep their connection (heartbeats) and resume
@@ -541,8 +542,8 @@ class RedisStreamStore:
                 if key == self.control:
                     last_control = entries[-1][0].decode()
                     self._control(entries)
-                else:
-                    self._deliver(key, entries)
+                elif key in following:
+                    self._deliver(following[key], entries)
 
     def _control(self, entries: list[Any]) -> None:
         for _, fields in entries:
@@ -551,8 +552,8 @@ class RedisStreamStore:
                 if local is not None:
                     local.request_cancel(fields[b"reason"].decode())
 
-    def _deliver(self, key: str, entries: list[Any]) -> None:
-        mirror = self._mirrors.get(key[len("cs:{") : key.index("}")])
+    def _deliver(self, stream_id: str, entries: list[Any]) -> None:
+        mirror = self._mirrors.get(stream_id)
         if mirror is not None:
             self._extend_mirror(mirror, entries)
 
@@ -604,7 +605,7 @@ class RedisStreamStore:
                 pipe.set(self.alive_key, 1, px=self._alive_ms)
                 remote = list(self._readers.values())  # remote readers only
                 for reader in remote:
-                    pipe.zadd(scripts.keys(reader._stream_id)[2], {reader.member: now})
+                    pipe.zadd(StreamKeys.of(reader._stream_id).readers, {reader.member: now})
                 was_alive = pipe.execute()[0]
             except redis.RedisError as exc:
                 if self._writes.failed(exc):
@@ -633,7 +634,7 @@ class RedisStreamStore:
         try:
             pipe = self.client.pipeline(transaction=False)
             for reader in remote:
-                pipe.expire(scripts.keys(reader._stream_id)[2], self.running_ttl_s)
+                pipe.expire(StreamKeys.of(reader._stream_id).readers, self.running_ttl_s)
             pipe.execute()
         except redis.RedisError:
             log.warning("redis store: cannot set the TTL of reader sets")
@@ -646,7 +647,7 @@ class RedisStreamStore:
         try:
             pipe = self.client.pipeline(transaction=False)
             for stream_id in following:
-                pipe.hget(scripts.keys(stream_id)[1], "owner")
+                pipe.hget(StreamKeys.of(stream_id).meta, "owner")
             for stream_id, owner in zip(following, pipe.execute(), strict=True):
                 self._interrupt_if_dead(stream_id, owner)
         except redis.RedisError:
@@ -656,7 +657,7 @@ class RedisStreamStore:
         """End the stream with ``generation_interrupted`` if its owner is gone."""
         if owner is None:
             return
-        ev, meta, readers = scripts.keys(stream_id)
+        keys = StreamKeys.of(stream_id)
         body = sse.encode_json(
             {
                 "code": "generation_interrupted",
@@ -664,8 +665,10 @@ class RedisStreamStore:
             },
             event="error",
         )
-        alive = scripts.instance_key(owner.decode() if isinstance(owner, bytes) else owner)
-        self._interrupt(keys=[ev, meta, readers, alive], args=[body, self.ttl_s])
+        alive = InstanceKeys.of(owner).alive
+        self.scripts.interrupt(
+            keys=[keys.events, keys.meta, keys.readers, alive], args=[body, self.ttl_s]
+        )
 
     def presence(self, stream_id: str) -> Presence:
         found = self.presence_many([stream_id])
@@ -698,10 +701,10 @@ class RedisStreamStore:
         now = time.time()
         pipe = self.client.pipeline(transaction=False)
         for stream_id in remote:
-            _, meta, readers = scripts.keys(stream_id)
-            pipe.zcount(readers, now - self.stale_s, "+inf")
-            pipe.zrevrange(readers, 0, 0, withscores=True)
-            pipe.hmget(meta, ["attached", "left_at", "created"])
+            keys = StreamKeys.of(stream_id)
+            pipe.zcount(keys.readers, now - self.stale_s, "+inf")
+            pipe.zrevrange(keys.readers, 0, 0, withscores=True)
+            pipe.hmget(keys.meta, ["attached", "left_at", "created"])
         try:
             replies = pipe.execute()
         except redis.RedisError:  # the beat notices the outage; nobody is judged now
@@ -736,7 +739,7 @@ class RedisStreamStore:
     def ping(self) -> bool:
         """Redis accepts a write (a reachable Redis at ``maxmemory`` refuses them)."""
         try:
-            accepted = bool(self.client.set(scripts.probe_key(self.instance), 1, px=10_000))
+            accepted = bool(self.client.set(self.me.probe, 1, px=10_000))
         except redis.RedisError:
             return False
         self._writes.ok()  # new streams are accepted at once, not at the next beat
