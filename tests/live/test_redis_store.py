@@ -231,7 +231,7 @@ def append(store: RedisStreamStore, stream_id: str, first: int, last: int, final
     keys = StreamKeys.of(stream_id)
     data = b"".join(frames(first, last - first + 1)) if last >= first else b""
     args = [60, 60, store.instance, first, last, int(final), data, 0]
-    return store.scripts.append(keys=[keys.events, keys.meta], args=args)
+    return store._shared.scripts.append(keys=[keys.events, keys.meta], args=args)
 
 
 @pytest.fixture
@@ -273,7 +273,7 @@ def test_a_finished_stream_leaves_the_owners_memory_once_in_redis(store):
     writer = store.create()
     writer.append(frames(1, 3))
     writer.append(frames(4, 1), final=True)
-    wait_until(lambda: not store._local)
+    wait_until(lambda: not store._shared.owned)
     meta = StreamKeys.of(writer.stream_id).meta
     assert store.client.hmget(meta, ["state", "last"]) == [b"finished", b"4"]
 
@@ -281,7 +281,7 @@ def test_a_finished_stream_leaves_the_owners_memory_once_in_redis(store):
 def test_presence_counts_idle_time_from_the_last_sighting(store):
     writer = store.create()
     readers = StreamKeys.of(writer.stream_id).readers
-    store._writes.steady_since -= 60  # Redis has answered steadily for a while
+    store._shared.writes.steady_since -= 60  # Redis has answered steadily for a while
     now = time.time()
     store.client.zadd(readers, {"other:1": now - 10})  # a reader last seen 10 s ago
     presence = store.presence(writer.stream_id)
@@ -299,9 +299,9 @@ def test_streams_the_owner_still_holds_are_rewritten_after_redis_lost_them(store
     finished.append(frames(1, 2))
     finished.append(frames(3, 1), final=True)
     reader = store.open_reader(finished.stream_id)  # keeps it in the owner's memory
-    wait_until(lambda: store._local[finished.stream_id].in_redis)
+    wait_until(lambda: store._shared.owned[finished.stream_id].in_redis)
     store.client.flushall()  # Redis restarted empty
-    store._resync()  # what the beat does when it finds its liveness key gone
+    store._keeper.resync()  # what the beat does when it finds its liveness key gone
     for writer, state, last in ((running, b"running", b"2"), (finished, b"finished", b"3")):
         meta = StreamKeys.of(writer.stream_id).meta
         wait_until(lambda meta=meta, last=last: store.client.hget(meta, "last") == last)
