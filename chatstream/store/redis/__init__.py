@@ -12,9 +12,10 @@ One module per job:
 * :mod:`.store`     the front: the stream store API, wiring the parts;
 * :mod:`.flusher`   creating streams in Redis and shipping their events;
 * :mod:`.mirror`    following streams generated elsewhere (the ``XREAD``
-  multiplexer) and the control stream (cancel, wake);
+  multiplexer) and the control streams (cancel elsewhere, wake);
 * :mod:`.liveness`  this instance's beat, resync, ending streams of dead owners;
-* :mod:`.presence`  who reads which stream, across instances;
+* :mod:`.presence`  opening and closing readers; who reads which stream,
+  across instances;
 * :mod:`.copies`    the in-memory copies of streams and the writer/reader handles;
 * :mod:`.state`     what the parts share (client, settings, registries);
 * :mod:`.keys`      Redis key names; :mod:`.scripts` the Lua scripts;
