@@ -99,7 +99,7 @@ def make_store(settings: Mapping[str, Any], driver: Driver) -> StreamStore:
             max_bytes=settings["MAX_STORE_MB"] * 2**20,
         )
     try:
-        from .redis_streams import RedisStreamStore
+        from .store.redis import RedisStreamStore
     except ModuleNotFoundError as exc:
         if exc.name != "redis" and not (exc.name or "").startswith("redis."):
             raise

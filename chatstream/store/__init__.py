@@ -20,7 +20,7 @@ This module holds what every store shares: the protocols (:class:`StreamStore`,
   generates (:class:`~chatstream.store.buffer.OwnedStream`, its writer).
 * :mod:`chatstream.store.memory`: :class:`~chatstream.store.memory.MemoryStreamStore`,
   everything in this process (the default, one worker).
-* ``chatstream/redis_streams.py``: the Redis store with the same interface,
+* ``chatstream/store/redis/``: the Redis store with the same interface,
   sharing streams across workers and machines.
 """
 

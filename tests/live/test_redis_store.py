@@ -10,10 +10,10 @@ import httpx
 import pytest
 from httpx_sse import connect_sse
 
-from chatstream import redis_scripts as scripts
 from chatstream import sse
 from chatstream.concurrency import Driver
-from chatstream.redis_streams import RedisStreamStore
+from chatstream.store.redis import RedisStreamStore
+from chatstream.store.redis.keys import StreamKeys
 from tests.support.client import read_events
 from tests.support.client import submit
 from tests.support.client import text_of
@@ -231,10 +231,10 @@ def frames(first: int, count: int) -> list[bytes]:
 
 
 def append(store: RedisStreamStore, stream_id: str, first: int, last: int, final: bool = False):
-    ev, meta, _ = scripts.keys(stream_id)
+    keys = StreamKeys.of(stream_id)
     data = b"".join(frames(first, last - first + 1)) if last >= first else b""
     args = [60, 60, store.instance, first, last, int(final), data, 0]
-    return store._append(keys=[ev, meta], args=args)
+    return store._shared.scripts.append(keys=[keys.events, keys.meta], args=args)
 
 
 @pytest.fixture
@@ -257,8 +257,7 @@ def test_append_answers_where_redis_is_and_never_writes_twice(store):
     assert append(store, "s1", 1, 3) == [3]  # the reply was lost; the retry is a no-op
     assert append(store, "s1", 6, 7) == [3]  # a gap: the owner must resend from 4
     assert append(store, "s1", 4, 7, final=True) == [7]
-    ev, meta, _ = scripts.keys("s1")
-    assert [int(e[1][b"n"]) for e in store.client.xrange(ev)] == [3, 4]
+    assert [int(e[1][b"n"]) for e in store.client.xrange(StreamKeys.of("s1").events)] == [3, 4]
     assert append(store, "s1", 8, 8) == [-1]  # finished: closed to later writes
 
 
@@ -268,7 +267,7 @@ def test_append_rebuilds_a_stream_lost_by_redis(store):
     store.client.flushall()  # Redis restarted empty
     assert append(store, "s2", 6, 8) == [0]  # the owner learns it must start over
     assert append(store, "s2", 1, 8) == [8]
-    _, meta, _ = scripts.keys("s2")
+    meta = StreamKeys.of("s2").meta
     assert store.client.hget(meta, "state") == b"running"
     assert store.client.hget(meta, "owner") == store.instance.encode()
 
@@ -277,15 +276,15 @@ def test_a_finished_stream_leaves_the_owners_memory_once_in_redis(store):
     writer = store.create()
     writer.append(frames(1, 3))
     writer.append(frames(4, 1), final=True)
-    wait_until(lambda: not store._local)
-    _, meta, _ = scripts.keys(writer.stream_id)
+    wait_until(lambda: not store._shared.owned)
+    meta = StreamKeys.of(writer.stream_id).meta
     assert store.client.hmget(meta, ["state", "last"]) == [b"finished", b"4"]
 
 
 def test_presence_counts_idle_time_from_the_last_sighting(store):
     writer = store.create()
-    _, _, readers = scripts.keys(writer.stream_id)
-    store._writes.steady_since -= 60  # Redis has answered steadily for a while
+    readers = StreamKeys.of(writer.stream_id).readers
+    store._shared.writes.steady_since -= 60  # Redis has answered steadily for a while
     now = time.time()
     store.client.zadd(readers, {"other:1": now - 10})  # a reader last seen 10 s ago
     presence = store.presence(writer.stream_id)
@@ -303,11 +302,11 @@ def test_streams_the_owner_still_holds_are_rewritten_after_redis_lost_them(store
     finished.append(frames(1, 2))
     finished.append(frames(3, 1), final=True)
     reader = store.open_reader(finished.stream_id)  # keeps it in the owner's memory
-    wait_until(lambda: store._local[finished.stream_id].in_redis)
+    wait_until(lambda: store._shared.owned[finished.stream_id].in_redis)
     store.client.flushall()  # Redis restarted empty
-    store._resync()  # what the beat does when it finds its liveness key gone
+    store._keeper.resync()  # what the beat does when it finds its liveness key gone
     for writer, state, last in ((running, b"running", b"2"), (finished, b"finished", b"3")):
-        _, meta, _ = scripts.keys(writer.stream_id)
+        meta = StreamKeys.of(writer.stream_id).meta
         wait_until(lambda meta=meta, last=last: store.client.hget(meta, "last") == last)
         assert store.client.hget(meta, "state") == state
     reader.close()

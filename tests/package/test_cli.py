@@ -66,7 +66,8 @@ def test_serve_runs_gunicorn_with_the_package_settings(monkeypatch):
 
 def test_redis_url_without_the_redis_package_is_a_clear_start_up_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "redis", None)  # as if not installed
-    monkeypatch.delitem(sys.modules, "chatstream.redis_streams", raising=False)
+    for name in [name for name in sys.modules if name.startswith("chatstream.store.redis")]:
+        monkeypatch.delitem(sys.modules, name)
     monkeypatch.setenv("CHATSTREAM_REDIS_URL", "redis://127.0.0.1:1")
     with pytest.raises(ConfigError, match=r"pip install 'chatstream\[redis\]'"):
         create_app({"SECRET_KEY": "x"})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import redis
 
-from chatstream.redis_outage import OutageTracker
+from chatstream.store.redis.outage import OutageTracker
 
 DOWN = redis.ConnectionError("refused")
 

@@ -1,26 +1,14 @@
 """Lua scripts that keep a Redis stream's events and state consistent.
 
-Key layout for a stream ``<id>`` (the braces are a Redis Cluster hash tag, so
-all of one stream's keys live on one shard):
-
-* ``cs:{<id>}:ev``      a Redis Stream; one entry per written batch: id
-  ``0-<last event id in it>``, ``f`` its events' framed SSE bytes joined,
-  ``n`` how many (and ``t = 1`` on the batch with the terminal event);
-* ``cs:{<id>}:meta``    a hash: ``state`` (running | finished), ``last``,
-  ``owner`` (the instance that generates), ``created``, ``cancel``,
-  ``attached``, ``left_at``;
-* ``cs:{<id>}:readers`` a sorted set of *remote* reader ids (readers on other
-  instances than the owner) scored by last-seen time;
-* ``cs:inst:<instance>`` exists while that instance is alive: it refreshes the
-  key's short TTL every beat, so liveness costs one command per instance, not
-  one per stream.
-* ``cs:ready:<instance>`` written by the readiness check (Redis accepts writes).
-
-Every stream key has a TTL: ``GENERATION_TIMEOUT_S + STREAM_TTL_S`` while
-running (no generation outlives its timeout), ``STREAM_TTL_S`` once finished.
+Each runs atomically in Redis; the key layout they work on is in
+:mod:`.keys`. :class:`Scripts` registers them on a client.
 """
 
 from __future__ import annotations
+
+import redis
+
+__all__ = ["APPEND", "CANCEL", "INTERRUPT", "MARK", "Scripts"]
 
 #: KEYS: ev1, meta1, ev2, meta2, ... ARGV: running ttl, finished ttl, owner,
 #: then per stream: first and last event id of its batch, final (0/1), the
@@ -110,22 +98,12 @@ return redis.call('HGET', KEYS[1], 'owner')
 """
 
 
-def keys(stream_id: str) -> tuple[str, str, str]:
-    """``(events, meta, readers)`` keys of one stream."""
-    tag = f"cs:{{{stream_id}}}"
-    return f"{tag}:ev", f"{tag}:meta", f"{tag}:readers"
+class Scripts:
+    """The scripts, registered on one client (call them with ``keys=``, ``args=``,
+    and ``client=`` a pipeline to batch them)."""
 
-
-def instance_key(instance: str) -> str:
-    """Exists while ``instance`` is alive (short TTL, refreshed every beat)."""
-    return f"cs:inst:{instance}"
-
-
-def control_key(instance: str) -> str:
-    """The control stream of one instance (cancel requests, wake-ups)."""
-    return f"cs:ctl:{instance}"
-
-
-def probe_key(instance: str) -> str:
-    """Written by the readiness check: Redis accepts writes."""
-    return f"cs:ready:{instance}"
+    def __init__(self, client: redis.Redis) -> None:
+        self.append = client.register_script(APPEND)
+        self.interrupt = client.register_script(INTERRUPT)
+        self.cancel = client.register_script(CANCEL)
+        self.mark = client.register_script(MARK)
