@@ -66,6 +66,8 @@ def _malloc_trim() -> Callable[[], None]:
 class _MemoryWriter(OwnedWriter):
     """The memory store's writer: also counts the bytes the store holds."""
 
+    __slots__ = ("_store",)
+
     def __init__(self, stream: OwnedStream, store: MemoryStreamStore) -> None:
         super().__init__(stream)
         self._store = store
@@ -77,6 +79,8 @@ class _MemoryWriter(OwnedWriter):
 
 
 class _MemoryReader:
+    __slots__ = ("_stream", "_closed", "read")
+
     def __init__(self, stream: OwnedStream) -> None:
         self._stream = stream
         self._closed = False

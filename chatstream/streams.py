@@ -248,6 +248,8 @@ class OwnedWriter:
     The Redis store subclasses it to also ship each batch to Redis.
     """
 
+    __slots__ = ("_stream", "stream_id")
+
     def __init__(self, stream: OwnedStream) -> None:
         self._stream = stream
         self.stream_id = stream.stream_id
