@@ -359,8 +359,13 @@ class RedisStreamStore:
             for local, final, end in batch[start : start + FLUSH_STREAMS]:
                 ev, meta, _ = scripts.keys(local.stream_id)
                 keys += (ev, meta)
-                frames = local.frames[local.flushed : end]
-                args += (local.flushed + 1, end, int(final), b"".join(frames), local.created)
+                # The frames flushed..end, joined: one slice of the FrameLog's
+                # buffer, not a bytes object per frame (bench/README: S4).
+                frames = local.frames
+                stop = min(end, len(frames))
+                ends = frames.ends
+                joined = bytes(frames.data[ends[min(local.flushed, stop)] : ends[stop]])
+                args += (local.flushed + 1, end, int(final), joined, local.created)
             self._append(keys=keys, args=args, client=pipe)
         replies = pipe.execute()
         if creating:
