@@ -59,6 +59,12 @@ loglevel = os.environ.get("LOG_LEVEL", "info")
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="chatstream-metrics-")
 
+# gevent records, for every greenlet it spawns, who spawned it and the spawning
+# stack (debugging aids for ``gevent.util.print_run_info``): a stack walk and
+# about 1.3 KB per greenlet, and every open stream has two (its connection's and
+# its generation's). Off unless the environment asks for it (bench/README: S5).
+os.environ.setdefault("GEVENT_TRACK_GREENLET_TREE", "false")
+
 
 def on_starting(server: Any) -> None:
     path = os.environ["PROMETHEUS_MULTIPROC_DIR"]

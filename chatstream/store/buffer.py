@@ -270,6 +270,8 @@ class OwnedWriter:
     The Redis store subclasses it to also ship each batch to Redis.
     """
 
+    __slots__ = ("_stream", "_on_append", "stream_id")
+
     def __init__(self, stream: OwnedStream, on_append: OnAppend | None = None) -> None:
         self._stream = stream
         self._on_append = on_append

@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 class _MemoryReader:
     """One reader of an :class:`OwnedStream`, counted in until it closes."""
 
+    __slots__ = ("_stream", "_closed", "read")
+
     def __init__(self, stream: OwnedStream) -> None:
         self._stream = stream
         self._closed = False

@@ -57,3 +57,19 @@ def test_python_version_matches_the_running_interpreter_series():
     version = (ROOT / ".python-version").read_text().strip()
     assert version == f"{sys.version_info.major}.{sys.version_info.minor}"
     assert not (ROOT / "runtime.txt").exists()
+
+
+def test_gunicorn_settings_turn_off_gevents_greenlet_tree_unless_asked():
+    """Every stream holds two greenlets; gevent's spawn-tree records cost each ~1.3 KB."""
+    import os
+    import subprocess
+
+    code = "import chatstream.gunicorn_conf, gevent\nprint(gevent.config.track_greenlet_tree)\n"
+    env = {k: v for k, v in os.environ.items() if k != "GEVENT_TRACK_GREENLET_TREE"}
+    for value, expected in ((None, "False"), ("true", "True")):
+        if value is not None:
+            env["GEVENT_TRACK_GREENLET_TREE"] = value
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+        )
+        assert out.stdout.strip() == expected
