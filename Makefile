@@ -45,7 +45,7 @@ $(CLIENTS_NODE_MODULES): tests/clients/package.json tests/clients/package-lock.j
 
 ## The whole test suite: unit, live gunicorn, Redis, nginx, browser, faults, third-party clients.
 test: $(VENV)/.installed system-deps $(BROWSER_NODE_MODULES) $(CLIENTS_NODE_MODULES)
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=25
 
 ## Only the third-party SSE clients (tests/clients).
 test-clients: $(VENV)/.installed $(CLIENTS_NODE_MODULES)
