@@ -205,3 +205,15 @@ def run_axe(page: Page, axe_script: Path) -> list[dict[str, Any]]:
         }"""
     )
     return result
+
+
+def watch_announcements(page: Page) -> None:
+    """Record every change of the live region in ``window.__announcements``."""
+    page.evaluate("""() => {
+      window.__announcements = [];
+      new MutationObserver(() => {
+        const t = document.getElementById('announcer').textContent;
+        if (t) window.__announcements.push(t);
+      }).observe(document.getElementById('announcer'),
+                 {childList: true, characterData: true, subtree: true});
+    }""")

@@ -29,6 +29,7 @@ from tests.browser.chat import fulfill_with_first_events
 from tests.browser.chat import is_stream_post
 from tests.browser.chat import is_stream_post_response
 from tests.browser.chat import numbers
+from tests.browser.chat import watch_announcements
 from tests.support.proxy import CuttingProxy
 
 pytestmark = pytest.mark.browser
@@ -44,14 +45,7 @@ def test_answer_grows_while_streaming_and_ends_with_the_full_reply(
 ) -> None:
     # Count every change of the live region: it must speak about completion,
     # not once per token.
-    chat.page.evaluate("""() => {
-      window.__announcements = [];
-      new MutationObserver(() => {
-        const t = document.getElementById('announcer').textContent;
-        if (t) window.__announcements.push(t);
-      }).observe(document.getElementById('announcer'),
-                 {childList: true, characterData: true, subtree: true});
-    }""")
+    watch_announcements(chat.page)
     chat.set_options(tokens=50, delay_ms=60)
     chat.send("count for me")
 

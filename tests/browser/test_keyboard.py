@@ -11,6 +11,7 @@ from tests.browser.chat import WAIT_MS
 from tests.browser.chat import ChatPage
 from tests.browser.chat import conversations
 from tests.browser.chat import import_conversations
+from tests.browser.chat import watch_announcements
 
 pytestmark = pytest.mark.browser
 
@@ -127,14 +128,7 @@ def test_messages_are_labelled_regions_and_an_error_is_announced_once(chat: Chat
     expect(chat.page.get_by_role("article", name="Assistant")).to_have_count(1)
     expect(chat.announcer).to_contain_text("Answer complete.")  # said before we listen
 
-    chat.page.evaluate("""() => {
-      window.__announcements = [];
-      new MutationObserver(() => {
-        const t = document.getElementById('announcer').textContent;
-        if (t) window.__announcements.push(t);
-      }).observe(document.getElementById('announcer'),
-                 {childList: true, characterData: true, subtree: true});
-    }""")
+    watch_announcements(chat.page)
 
     def failing(route: Route) -> None:
         route.fulfill(

@@ -24,6 +24,7 @@ from tests.browser.chat import ChatPage
 from tests.browser.chat import fulfill_with_first_events
 from tests.browser.chat import is_stream_post
 from tests.browser.chat import numbers
+from tests.browser.chat import watch_announcements
 from tests.browser.conftest import SERVER_ENV
 from tests.support.client import wait_until
 from tests.support.server import GunicornServer
@@ -36,17 +37,6 @@ def impatient_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gunic
     env = {**SERVER_ENV, "CHATSTREAM_DETACH_GRACE_S": "1", "CHATSTREAM_SWEEP_S": "0.2"}
     with GunicornServer(env, log_dir=tmp_path_factory.mktemp("impatient")) as srv:
         yield srv
-
-
-def watch_announcements(page: Page) -> None:
-    page.evaluate("""() => {
-      window.__announcements = [];
-      new MutationObserver(() => {
-        const t = document.getElementById('announcer').textContent;
-        if (t) window.__announcements.push(t);
-      }).observe(document.getElementById('announcer'),
-                 {childList: true, characterData: true, subtree: true});
-    }""")
 
 
 def test_a_cut_longer_than_the_grace_ends_server_side_not_stopped(

@@ -57,10 +57,12 @@ def test_another_wsgi_app_gets_the_defaults():
 
 
 def test_only_direct_untrusted_peers_are_capped():
-    worker = make_worker(create_app(UNIT_CONFIG), allowed="127.0.0.1,::1,10.0.0.0/8")
+    # Plain addresses: gunicorn 23.0 (the floor) takes no networks in forwarded_allow_ips.
+    worker = make_worker(create_app(UNIT_CONFIG), allowed="127.0.0.1,::1,10.1.2.3")
     assert worker._guarded("203.0.113.9") and worker._guarded("127.0.0.3")
     assert not worker._guarded("127.0.0.1") and not worker._guarded("::1")
-    assert not worker._guarded("10.1.2.3")  # a trusted proxy network
+    assert not worker._guarded("10.1.2.3")  # a trusted proxy
+    assert worker._guarded("10.1.2.4")
     assert not worker._guarded(None)  # a UNIX socket
 
 
