@@ -33,6 +33,7 @@ from langchain_core.runnables import RunnableLambda
 
 from chatstream import create_app
 from chatstream.adapters import langchain_chat
+from chatstream.adapters import langchain_tokens
 from chatstream.adapters.base import Finish
 from chatstream.adapters.base import GenerationRequest
 from chatstream.adapters.bridge import CallbackBridge
@@ -502,13 +503,13 @@ def test_default_is_chat_openai_from_the_openai_settings(monkeypatch):
 )
 def test_missing_langchain_says_how_to_install_it(monkeypatch, module, spec, package):
     monkeypatch.setitem(sys.modules, module, None)  # import raises ImportError
-    langchain_chat._handler_class.cache_clear()
+    langchain_tokens.handler_class.cache_clear()
     config = {"MODEL": "m", "LANGCHAIN_FACTORY": spec, **openai_config("http://x/v1")}
     try:
         with pytest.raises(ConfigError) as caught:
             langchain_chat.factory(config)
     finally:
-        langchain_chat._handler_class.cache_clear()
+        langchain_tokens.handler_class.cache_clear()
     assert f"needs {package}: pip install 'chatstream[langchain]'" in str(caught.value)
 
 
