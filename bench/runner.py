@@ -78,7 +78,9 @@ def profiler(out: Path) -> list[str]:
     return [
         shutil.which("py-spy", path=f"{BIN}:{os.environ.get('PATH', '')}") or "py-spy",
         "record", "--subprocesses", "--nonblocking", "--rate", "250",
-        "--format", "flamegraph", "--output", str(out), "--",
+        # BENCH_PROFILE_FORMAT=raw: collapsed stacks (one line per stack) to sum up by frame.
+        "--format", os.environ.get("BENCH_PROFILE_FORMAT", "flamegraph"),
+        "--output", str(out), "--",
     ]  # fmt: skip
 
 

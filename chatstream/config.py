@@ -57,6 +57,10 @@ SETTINGS: dict[str, Setting] = {
     "ATTACH_GRACE_S": Setting(30.0, float, 0.1, 3600, "cancel when no reader attaches"),
     "DETACH_GRACE_S": Setting(30.0, float, 0.1, 3600, "cancel when all readers left"),
     "SWEEP_S": Setting(1.0, float, 0.01, 60, "janitor period"),
+    "START_MAX_LAG_MS": Setting(
+        0, int, 0, 10_000, "event-loop lag above which new generations wait (0: off)"
+    ),
+    "PACING_TICK_MS": Setting(5, int, 1, 1000, "how often the event-loop lag is measured"),
     "DEMO_DELAY_MS": Setting(30, int, 0, 10_000, "demo model delay between tokens"),
     "OPENAI_TIMEOUT_S": Setting(60.0, float, 0.1, 3600, "upstream read timeout"),
     "OPENAI_MAX_RETRIES": Setting(2, int, 0, 10, "SDK retries on 429/5xx"),

@@ -27,6 +27,10 @@ STREAMS_ACTIVE = Gauge(
 STREAMS_FINISHED = Counter(
     "chatstream_streams_finished", "Generations ended, by reason.", ["reason"]
 )
+STARTS_PACED = Counter(
+    "chatstream_starts_paced",
+    "Generations that waited to start because the event loop ran late (START_MAX_LAG_MS).",
+)
 TOKENS = Counter("chatstream_tokens", "Tokens generated and stored for readers.")
 UPSTREAM_ERRORS = Counter(
     "chatstream_upstream_errors", "Model/upstream failures, by error code.", ["code"]
@@ -49,6 +53,10 @@ STREAM_DURATION = Histogram(
 def stream_started() -> None:
     STREAMS_STARTED.inc()
     STREAMS_ACTIVE.inc()
+
+
+def start_paced() -> None:
+    STARTS_PACED.inc()
 
 
 def stream_finished(

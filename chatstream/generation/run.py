@@ -23,6 +23,7 @@ from ..concurrency import Driver
 from ..store import StreamWriter
 from .outcomes import Outcome
 from .outcomes import terminal
+from .pacing import StartPacer
 
 __all__ = ["YIELD_EVERY", "CancelHook", "Generation", "run"]
 
@@ -93,12 +94,14 @@ def run(
     driver: Driver,
     max_events: int,
     done: Callable[[Generation], None],
+    pacer: StartPacer | None = None,
 ) -> None:
     """Run ``generation`` to its end and write its terminal event.
 
     :param max_events: events per stream, the terminal one included.
     :param done: called once the adapter is closed, before the terminal
         event is written (the runner forgets the generation there).
+    :param pacer: holds the start while the worker is behind (:mod:`.pacing`).
     """
     writer, adapter = generation.writer, generation.adapter
     seq = 0
@@ -107,8 +110,14 @@ def run(
     limit = max_events - 1  # room for the terminal event
     finish = Finish("stop")
     failure: BaseException | None = None
+    paced = False
     try:
-        for item in adapter.stream(generation.request):
+        if pacer is not None:
+            pacer.enter()
+            paced = True
+        # Cancelled while it waited to start: the adapter never runs.
+        started = writer.cancel_reason is None
+        for item in adapter.stream(generation.request) if started else ():
             if isinstance(item, Finish):
                 finish = item
                 break
@@ -133,6 +142,8 @@ def run(
         except Exception:  # closing must not hide the real outcome
             log.exception("adapter close failed")
         generation.cancel_hook.release()
+        if paced and pacer is not None:
+            pacer.leave()
         done(generation)
     outcome = terminal(writer.cancel_reason, finish, failure, seq + 1, scope)
     writer.append([outcome.frame], final=True)

@@ -2,10 +2,12 @@
 
 ``view -> runner -> adapter -> store -> events view``: a view calls
 :meth:`Runner.start`, which admits the request (:mod:`.admission`), creates
-a stream and runs the adapter concurrently (:mod:`.run`); the janitor
-(:mod:`.janitor`) cancels what overstays.
+a stream and runs the adapter concurrently (:mod:`.run`), once the pacer
+(:mod:`.pacing`) lets it start; the janitor (:mod:`.janitor`) cancels what
+overstays.
 
-Config keys: ``MAX_EVENTS`` and those of :mod:`.admission` and :mod:`.janitor`.
+Config keys: ``MAX_EVENTS`` and those of :mod:`.admission`, :mod:`.janitor` and
+:mod:`.pacing`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from ..store import StreamStore
 from .admission import Admission
 from .janitor import Janitor
 from .outcomes import CancelReason
+from .pacing import StartPacer
 from .run import Generation
 from .run import run
 
@@ -53,6 +56,7 @@ class Runner:
         self.running: dict[str, Generation] = {}
         self.admission = Admission(config)
         self.janitor = Janitor(store, driver, self.running, config)
+        self.pacer = StartPacer(driver, config)
 
     @property
     def max_streams(self) -> int:
@@ -95,7 +99,7 @@ class Runner:
         self.running[writer.stream_id] = generation
         metrics.stream_started()
         self.admission.claim(client)
-        self.driver.spawn(run, generation, self.driver, self.max_events, self._done)
+        self.driver.spawn(run, generation, self.driver, self.max_events, self._done, self.pacer)
         self.janitor.ensure_running()
         return writer.stream_id
 
@@ -108,8 +112,9 @@ class Runner:
         return self.store.cancel(stream_id, reason)
 
     def shutdown(self) -> None:
-        """Refuse new generations (graceful shutdown starts)."""
+        """Refuse new generations (graceful shutdown starts); paced ones start now."""
         self.admission.close()
+        self.pacer.release_all()
 
     def _done(self, generation: Generation) -> None:
         self.running.pop(generation.stream_id, None)
