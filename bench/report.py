@@ -56,11 +56,11 @@ def _best_peer(
 def scenario_table(sc: Scenario, res: dict[str, list[dict[str, Any]]], peers: list[str]) -> str:
     """Markdown table of one scenario."""
     names = list(res)
-    ours = next((n for n in names if n.startswith("chatstream")), None)
+    ours = [n for n in names if n.startswith("chatstream")]
     if sc.scaleout:
         ratios = [f"{n} ÷ {names[0]}" for n in names[1:]]
     else:
-        ratios = [f"{ours} ÷ best peer"] if ours else []
+        ratios = [f"{n} ÷ best peer" for n in ours]
     lines = [
         f"### {sc.name}: {sc.title}",
         "",
@@ -73,8 +73,9 @@ def scenario_table(sc: Scenario, res: dict[str, list[dict[str, Any]]], peers: li
             if sc.scaleout:
                 base = _values(res[names[0]], m.key)
                 row += [_ratio(_values(res[n], m.key), base) for n in names[1:]]
-            elif ratios:
-                row.append(_ratio(_values(res[str(ours)], m.key), _best_peer(res, peers, m)))
+            else:
+                best = _best_peer(res, peers, m)
+                row += [_ratio(_values(res[n], m.key), best) for n in ours]
         else:
             row += [""] * len(ratios)
         lines.append("| " + " | ".join(row) + " |")

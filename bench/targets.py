@@ -87,6 +87,7 @@ def _chatstream(name: str, mode: Mode, desc: str, workers: int = 1, redis: bool 
         # Every simulated user comes from 127.0.0.1: lift the per-address limits.
         "CHATSTREAM_RATE_LIMIT": "off",
         "CHATSTREAM_MAX_STREAMS_PER_CLIENT": "0",
+        "CHATSTREAM_START_MAX_LAG_MS": "0",  # the default; the -paced target sets it
     }
     cpus = ALL_CPUS if workers > 1 else SERVER_CPUS
     gen = ALL_CPUS if workers > 1 else LOADGEN_CPUS
@@ -102,10 +103,14 @@ def _flask(name: str, mode: Mode, desc: str) -> Target:
     return Target(name, argv, mode, True, desc)
 
 
-def _chatstream_openai() -> Target:
-    base = _chatstream("chatstream-openai", "postget", "")
+def _chatstream_openai(paced: bool = False) -> Target:
+    name = "chatstream-openai-paced" if paced else "chatstream-openai"
+    base = _chatstream(name, "postget", "")
     env = {**base.env, "CHATSTREAM_ADAPTER": "openai"}
     desc = "chatstream, 1 gevent worker, openai adapter, POST then GET"
+    if paced:
+        env["CHATSTREAM_START_MAX_LAG_MS"] = "10"
+        desc += ", start pacing on (`CHATSTREAM_START_MAX_LAG_MS=10`)"
     return Target(base.name, base.argv, "postget", False, desc, env)
 
 
@@ -168,6 +173,7 @@ TARGETS: dict[str, Target] = {
         ),
         # Upstream scenarios (U*): each proxies bench.fake_upstream with its official SDK.
         _chatstream_openai(),
+        _chatstream_openai(paced=True),
         Target(
             "node-openai",
             ("node", str(ROOT / "bench/peers/node/openai_server.js"), "{port}"),
@@ -216,7 +222,13 @@ DEFAULT_TARGETS = (
     "flask-postget",
 )
 #: Targets of the upstream scenarios (U*), chatstream first.
-UPSTREAM_TARGETS = ("chatstream-openai", "node-openai", "fastapi-openai", "flask-openai")
+UPSTREAM_TARGETS = (
+    "chatstream-openai",
+    "chatstream-openai-paced",
+    "node-openai",
+    "fastapi-openai",
+    "flask-openai",
+)
 #: Set-ups compared in S4 (scale-out), against ``chatstream``.
 SCALEOUT_TARGETS = ("chatstream", "chatstream-redis", "chatstream-redis-2w")
 
