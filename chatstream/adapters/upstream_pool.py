@@ -41,6 +41,7 @@ class PoolShards:
     """SDK clients, made on demand, whose pools share ``pool`` connections.
 
     :param make_client: builds one SDK client with the given httpx ``Limits``.
+    :param make_create: the function that starts a request on that client.
     :param pool: connections in all, at most.
     :param keepalive: idle connections kept in all, at most.
     :param shard_size: connections per client's pool.
@@ -49,6 +50,7 @@ class PoolShards:
     def __init__(
         self,
         make_client: Callable[[Limits], Any],
+        make_create: Callable[[Any], Callable[..., Any]],
         pool: int,
         keepalive: int,
         shard_size: int = SHARD_SIZE,
@@ -60,11 +62,12 @@ class PoolShards:
         self._creates: list[Callable[..., Any] | None] = [None] * count
         self._active = [0] * count
         self._make_client = make_client
+        self._make_create = make_create
 
     def acquire(self) -> tuple[int, Callable[..., Any]]:
         """A shard with a free connection (or the least busy one, whose pool queues).
 
-        :returns: the shard's index (for :meth:`release`) and its streaming ``create``.
+        :returns: the shard's index (for :meth:`release`) and its ``make_create(client)``.
         """
         active, sizes = self._active, self.sizes
         for index, busy in enumerate(active):
@@ -88,8 +91,7 @@ class PoolShards:
             max_keepalive_connections=self.keepalive[index],
         )
         client = self.clients[index] = self._make_client(limits)
-        # ``with_streaming_response`` builds a wrapper object per access: once.
-        create: Callable[..., Any] = client.chat.completions.with_streaming_response.create
+        create: Callable[..., Any] = self._make_create(client)
         self._creates[index] = create
         return create
 
