@@ -41,6 +41,7 @@ from .upstream_errors import is_transport_error
 from .upstream_errors import translate
 from .upstream_pool import PoolShards
 from .upstream_pool import create_ssl_context
+from .upstream_pool import native_readability_probe
 
 log = logging.getLogger(__name__)
 
@@ -212,6 +213,7 @@ class OpenAIChatFactory:
             config["OPENAI_TIMEOUT_S"], connect=config["OPENAI_CONNECT_TIMEOUT_S"]
         )
 
+        native_readability_probe()
         # One TLS context for every shard, built here, once, with the same
         # defaults (and SSL_CERT_FILE/SSL_CERT_DIR) httpx would use per client.
         tls = create_ssl_context()

@@ -20,9 +20,14 @@ loads the CA bundle: tens of milliseconds each). The total stays ``pool`` connec
 
 from __future__ import annotations
 
+import importlib
 import math
+import select
+import types
 from collections.abc import Callable
 from typing import Any
+
+from ..concurrency import gevent_active
 
 try:  # the SDK's HTTP stack from openai 3.0
     from httpx2 import Limits
@@ -31,10 +36,46 @@ except ImportError:  # pragma: no cover - openai 1.x and 2.x use httpx
     from httpx import Limits  # type: ignore[assignment]
     from httpx import create_ssl_context
 
-__all__ = ["SHARD_SIZE", "PoolShards", "create_ssl_context"]
+__all__ = ["SHARD_SIZE", "PoolShards", "create_ssl_context", "native_readability_probe"]
 
 #: Connections per pool: the most one pool scan walks.
 SHARD_SIZE = 32
+
+
+def native_readability_probe() -> bool:
+    """Let httpcore probe idle pooled connections with the native ``poll``.
+
+    Before reusing or after releasing a connection, httpcore asks of every
+    idle connection in the pool whether its socket is readable (a server
+    that closed it), with ``select.poll().poll(0)``. Under gevent's
+    monkey-patching that is gevent's ``poll``: it arms watchers and switches
+    to the hub, about 15 µs against 1 µs, and in a py-spy profile of bench
+    U1-1000 it was 4% of the worker's CPU. A zero-timeout poll never blocks,
+    so the native one is safe on the hub. httpcore has no setting for this,
+    so its module gets a ``select`` namespace whose ``poll`` is the native
+    one (everything else it uses from ``select`` unchanged).
+
+    :returns: whether a module was changed (only under gevent).
+    """
+    if not gevent_active():
+        return False
+    from gevent import monkey
+
+    native = types.SimpleNamespace(
+        poll=monkey.get_original("select", "poll"),
+        POLLIN=select.POLLIN,
+        select=select.select,
+    )
+    changed = False
+    for name in ("httpcore2._utils", "httpcore._utils"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        if getattr(module, "select", None) is select:
+            module.select = native  # type: ignore[attr-defined]
+            changed = True
+    return changed
 
 
 class PoolShards:

@@ -514,6 +514,12 @@ class FakeOpenAI:
         self._thread.join()
         self._httpd = self._thread = None
 
+    def close_connections(self) -> None:
+        """Close every open connection, idle keep-alive ones included (an
+        upstream restart, or its keep-alive timeout)."""
+        if self._httpd is not None:
+            self._httpd.end_connections()
+
     def __enter__(self) -> FakeOpenAI:
         return self.start()
 

@@ -104,3 +104,20 @@ def test_generations_reuse_the_upstream_connection(fake, server, client):
         events = read_events(client, submit(client, server.url, prompt="x"))
         assert events[-1].event == "end" and text_of(events) == "ok"
     assert fake.connections - before <= 1
+
+
+def test_an_upstream_closing_idle_connections_costs_no_answer(fake, server, client):
+    """The upstream closes the pooled keep-alive connections (a restart, its
+    keep-alive timeout): under the gevent worker the pool's probe of idle
+    connections (the native poll, upstream_pool.native_readability_probe)
+    sees it and the next generation opens a new connection."""
+    fake.push(tokens(["warm"]))
+    assert text_of(read_events(client, submit(client, server.url, prompt="x"))) == "warm"
+    fake.wait_for_responses(len(fake.requests))
+    fake.close_connections()
+    before = fake.connections
+    for _ in range(2):
+        fake.push(tokens(["after"]))
+        events = read_events(client, submit(client, server.url, prompt="x"))
+        assert events[-1].event == "end" and text_of(events) == "after"
+    assert fake.connections - before == 1  # one new connection, then reused

@@ -190,3 +190,40 @@ def test_tool_call_and_role_only_deltas_yield_no_tokens(fake):
         "a",
         Finish("stop", {"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5}),
     ]
+
+
+PROBE_UNDER_GEVENT = """
+from gevent import monkey
+monkey.patch_all()
+import select, socket
+from gevent import monkey as m
+from chatstream.adapters.upstream_pool import native_readability_probe
+from httpcore2 import _utils
+assert _utils.select.poll is not m.get_original("select", "poll")  # gevent's, before
+assert native_readability_probe()
+assert _utils.select.poll is m.get_original("select", "poll")
+idle, peer = socket.socketpair()
+assert not _utils.is_socket_readable(idle)  # open and quiet: reusable
+peer.close()
+assert _utils.is_socket_readable(idle)  # the server closed it: discarded
+print("ok")
+"""
+
+
+def test_idle_connection_probe_is_native_under_gevent_and_still_sees_a_close():
+    """Under gevent, httpcore's readability probe of idle pooled connections
+    uses the native zero-timeout poll (upstream_pool.native_readability_probe),
+    and still tells an open idle connection from one the server closed."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE_UNDER_GEVENT], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_probe_leaves_httpcore_alone_without_gevent():
+    from chatstream.adapters.upstream_pool import native_readability_probe
+
+    assert native_readability_probe() is False
