@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
+
+import pytest
 
 from chatstream import config
 
@@ -73,3 +76,27 @@ def test_gunicorn_settings_turn_off_gevents_greenlet_tree_unless_asked():
             [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
         )
         assert out.stdout.strip() == expected
+
+
+GC_CHECK = """
+import gc, os, sys
+from chatstream import gunicorn_conf
+gunicorn_conf._tune_gc()
+print(gc.get_threshold()[0], gc.get_freeze_count() > 0)
+"""
+
+
+@pytest.mark.parametrize(("gen0", "expected"), [(None, "50000 True"), ("0", "700 False")])
+def test_workers_collect_cyclic_garbage_less_often(gen0, expected):
+    """The worker's gc: the app frozen out of collections and a young
+    generation of 50,000 allocations (``CHATSTREAM_GC_GEN0=0``: CPython's)."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "CHATSTREAM_GC_GEN0"}
+    if gen0 is not None:
+        env["CHATSTREAM_GC_GEN0"] = gen0
+    out = subprocess.run(
+        [sys.executable, "-c", GC_CHECK], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert out.stdout.strip() == expected, out.stderr[-2000:]
