@@ -9,6 +9,11 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
+
+
+#: Between forwarding the last bytes before a cut and closing the connection.
+CUT_PAUSE_S = 0.2
 
 
 class CuttingProxy:
@@ -127,6 +132,12 @@ class CuttingProxy:
                         # the last complete one. Events after it in this read
                         # are never forwarded, however fast the server was.
                         dst.sendall(data[: self._cut_at(data, state["limit"] - before)])
+                        # Then the connection dies, a moment later, as a real
+                        # cut does: data and close arriving together let a
+                        # loaded browser drop the data (Chromium did once),
+                        # and a client that got no event of a stream cannot
+                        # resume it by id. The outcome does not depend on it.
+                        time.sleep(CUT_PAUSE_S)
                         self.cuts += 1
                         break
                 dst.sendall(data)
