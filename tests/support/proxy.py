@@ -11,7 +11,6 @@ import socket
 import threading
 import time
 
-
 #: Between forwarding the last bytes before a cut and closing the connection.
 CUT_PAUSE_S = 0.2
 
