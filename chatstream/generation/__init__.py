@@ -5,6 +5,7 @@
 * :mod:`.run`: the run loop of one generation, token by token into its stream.
 * :mod:`.outcomes`: the terminal event, and :data:`CancelReason`.
 * :mod:`.janitor`: cancels generations past their timeout or grace periods.
+* :mod:`.pacing`: holds new generations while the event loop runs late (opt-in).
 """
 
 from __future__ import annotations
