@@ -52,7 +52,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from . import config
     from .errors import register_error_handlers
     from .extension import Chatstream
-    from .hosts import init_hosts
     from .submission import StrictJSONProvider
 
     app = Flask(__name__, static_folder=None)
@@ -64,7 +63,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.json.ensure_ascii = False
     # The whole app is chatstream: 404/405 outside its routes are JSON too.
     register_error_handlers(app)
-    Chatstream(app, url_prefix="/api", page=True, ops=True)
-    # ... and so is every host name it answers to (before any other hook).
-    init_hosts(app, app.extensions["chatstream"].trusted_hosts)
+    # ... and so is every host name it answers to (checked app-wide, once).
+    Chatstream(app, url_prefix="/api", page=True, ops=True, whole_app=True)
     return app

@@ -122,6 +122,9 @@ class Chatstream:
     :param adapter: the model adapter: a spec (``demo``, ``openai``,
         ``package.module:factory``; the default of ``CHATSTREAM_ADAPTER``), or
         a callable ``factory(settings)`` returning an adapter factory.
+    :param whole_app: chatstream is the whole app (:func:`chatstream.create_app`):
+        host names are checked for every route (Flask's ``TRUSTED_HOSTS``),
+        not only on chatstream's blueprint.
     """
 
     def __init__(
@@ -134,7 +137,9 @@ class Chatstream:
         ops: bool = False,
         ops_prefix: str = "",
         adapter: str | AdapterMaker | None = None,
+        whole_app: bool = False,
     ) -> None:
+        self.whole_app = whole_app
         self.url_prefix = url_prefix.rstrip("/")
         self.page = page
         self.page_prefix = page_prefix.rstrip("/")
@@ -183,6 +188,8 @@ class Chatstream:
             # It wraps the whole app: the proxies are in front of all of it.
             app.wsgi_app = ProxyFix(app.wsgi_app, **values["PROXY_FIX"])  # type: ignore[method-assign]
         app.register_blueprint(self._blueprint(app, ext))
+        if self.whole_app:  # every route, before any other hook (the blueprint's included)
+            hosts.init_hosts(app, ext.trusted_hosts)
         log.info("chatstream ready: %s driver=%s", config.summary(values), driver.name)
 
     def _factory(self, values: Settings) -> AdapterFactory:
@@ -211,7 +218,8 @@ class Chatstream:
         from .views import prompts  # noqa: F401  (routes on ``api``)
 
         bp = Blueprint("chatstream", __name__)
-        if ext.trusted_hosts is not None:  # first: no other hook sees a foreign host
+        if ext.trusted_hosts is not None and not self.whole_app:
+            # First: no other hook of the blueprint sees a foreign host.
             bp.before_request(hosts.guard(ext.trusted_hosts))
         bp.register_blueprint(api, url_prefix=self.url_prefix or None)
         if self.page:
