@@ -94,7 +94,7 @@ def run(
     driver: Driver,
     max_events: int,
     done: Callable[[Generation], None],
-    pacer: StartPacer | None = None,
+    pacer: StartPacer,
 ) -> None:
     """Run ``generation`` to its end and write its terminal event.
 
@@ -110,11 +110,10 @@ def run(
     limit = max_events - 1  # room for the terminal event
     finish = Finish("stop")
     failure: BaseException | None = None
-    paced = False
+    entered = False
     try:
-        if pacer is not None:
-            pacer.enter()
-            paced = True
+        pacer.enter()
+        entered = True
         # Cancelled while it waited to start: the adapter never runs.
         started = writer.cancel_reason is None
         for item in adapter.stream(generation.request) if started else ():
@@ -142,7 +141,7 @@ def run(
         except Exception:  # closing must not hide the real outcome
             log.exception("adapter close failed")
         generation.cancel_hook.release()
-        if paced and pacer is not None:
+        if entered:
             pacer.leave()
         done(generation)
     outcome = terminal(writer.cancel_reason, finish, failure, seq + 1, scope)
