@@ -20,7 +20,6 @@ import re
 import resource
 import select
 import socket
-import subprocess
 import time
 
 import httpx
@@ -32,6 +31,7 @@ from tests.support.client import text_of
 from tests.support.nginx import SITE
 from tests.support.nginx import NginxServer
 from tests.support.server import GunicornServer
+from tests.support.server import child_pids
 
 pytestmark = [pytest.mark.live]
 
@@ -287,10 +287,7 @@ class ShippedNginx(NginxServer):
 
     def worker_pids(self) -> list[int]:
         assert self.proc is not None
-        out = subprocess.run(
-            ["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True, check=False
-        ).stdout
-        return [int(pid) for pid in out.split()]
+        return child_pids(self.proc.pid)
 
     def __init__(self, *args, header_timeout: str | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)

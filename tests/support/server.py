@@ -23,6 +23,14 @@ ROOT = Path(__file__).resolve().parents[2]
 _SCRUB = ("CHATSTREAM_", "OPENAI_", "WEB_CONCURRENCY", "PORT", "GUNICORN_CMD_ARGS")
 
 
+def child_pids(pid: int) -> list[int]:
+    """PIDs of the processes whose parent is ``pid`` (a master's workers)."""
+    out = subprocess.run(
+        ["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False
+    ).stdout
+    return [int(child) for child in out.split()]
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
         sock.bind((host, 0))
@@ -125,10 +133,7 @@ class GunicornServer:
     def worker_pids(self) -> list[int]:
         """PIDs of the gunicorn workers (children of the master)."""
         assert self.proc is not None
-        out = subprocess.run(
-            ["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True, check=False
-        ).stdout
-        return [int(pid) for pid in out.split()]
+        return child_pids(self.proc.pid)
 
     def stop(self, timeout: float = 15.0) -> None:
         if self.proc is None or self.proc.poll() is not None:
