@@ -67,6 +67,7 @@ SETTINGS: dict[str, Setting] = {
     "OPENAI_CONNECT_TIMEOUT_S": Setting(10.0, float, 0.1, 600, "upstream connect timeout"),
     "OPENAI_POOL_SIZE": Setting(None, int, 1, 1_000_000, "upstream connections (MAX_STREAMS)"),
     "OPENAI_KEEPALIVE": Setting(None, int, 0, 1_000_000, "idle upstream connections kept"),
+    "OPENAI_HTTP": Setting("llhttp", str, help="llhttp | httpx: the upstream HTTP transport"),
     "OPENAI_MAX_EVENT_BYTES": Setting(1 << 20, int, 1024, 1 << 30, "cap on one upstream line"),
     "OPENAI_MAX_RESPONSE_BYTES": Setting(64 << 20, int, 1024, 1 << 40, "cap on one upstream body"),
     "LANGCHAIN_FACTORY": Setting(None, str, help="package.module:factory, factory(model)"),
@@ -275,6 +276,8 @@ def validate(config: MutableMapping[str, Any]) -> None:
         )
     if config["LOG_FORMAT"] not in ("json", "text"):
         raise _bad("LOG_FORMAT", config["LOG_FORMAT"], "json or text")
+    if config["OPENAI_HTTP"] not in ("llhttp", "httpx"):
+        raise _bad("OPENAI_HTTP", config["OPENAI_HTTP"], "llhttp or httpx")
     if config["HEARTBEAT_S"] * 1000 < 50:
         raise _bad("HEARTBEAT_S", config["HEARTBEAT_S"], "at least 0.05")
     if not config.get("SECRET_KEY"):

@@ -10,14 +10,20 @@ generating, no more tokens are paid for). Errors become
 :mod:`chatstream.errors` upstream errors with a clear code
 (:mod:`~chatstream.adapters.upstream_errors`).
 
-Connections to the upstream are kept alive and reused across generations,
-in pools of at most 32 connections (:mod:`~chatstream.adapters.upstream_pool`
-says why). Size them for the streams one worker runs (``OPENAI_POOL_SIZE``,
-default ``MAX_STREAMS``; every running stream holds one connection).
+HTTP goes through the SDK's httpx client over
+:class:`~chatstream.adapters.upstream_http.LlhttpTransport` (keep-alive
+connections, responses parsed by llhttp: a streamed token costs a fifth of
+what httpx's own transport costs); ``OPENAI_HTTP=httpx`` keeps httpx's
+transport, in pools of at most 32 connections
+(:mod:`~chatstream.adapters.upstream_pool` says why), and so does an
+``HTTP(S)_PROXY`` that applies. Either way connections are reused across
+generations; size them for the streams one worker runs
+(``OPENAI_POOL_SIZE``, default ``MAX_STREAMS``; every running stream holds
+one connection).
 
 Config keys: ``OPENAI_API_KEY``, ``OPENAI_BASE_URL``, ``OPENAI_TIMEOUT_S``,
 ``OPENAI_MAX_RETRIES``, ``OPENAI_CONNECT_TIMEOUT_S``, ``OPENAI_POOL_SIZE``,
-``OPENAI_KEEPALIVE``, ``OPENAI_MAX_EVENT_BYTES``, ``OPENAI_MAX_RESPONSE_BYTES``,
+``OPENAI_KEEPALIVE``, ``OPENAI_HTTP``, ``OPENAI_MAX_EVENT_BYTES``, ``OPENAI_MAX_RESPONSE_BYTES``,
 ``MAX_STREAMS``.
 """
 
@@ -39,6 +45,9 @@ from .chat_chunks import ChatChunkDecoder
 from .upstream_errors import UpstreamProtocolError
 from .upstream_errors import is_transport_error
 from .upstream_errors import translate
+from .upstream_http import LlhttpTransport
+from .upstream_http import env_proxy_for
+from .upstream_pool import SHARD_SIZE
 from .upstream_pool import PoolShards
 from .upstream_pool import create_ssl_context
 from .upstream_pool import native_readability_probe
@@ -213,23 +222,40 @@ class OpenAIChatFactory:
             config["OPENAI_TIMEOUT_S"], connect=config["OPENAI_CONNECT_TIMEOUT_S"]
         )
 
-        native_readability_probe()
         # One TLS context for every shard, built here, once, with the same
         # defaults (and SSL_CERT_FILE/SSL_CERT_DIR) httpx would use per client.
         tls = create_ssl_context()
+        base_url = config.get("OPENAI_BASE_URL") or None
+        #: ``llhttp`` (:mod:`~chatstream.adapters.upstream_http`) or ``httpx``
+        #: (the SDK's own transport; also whenever an environment proxy applies).
+        self.http = config.get("OPENAI_HTTP", "llhttp")
+        if self.http == "llhttp" and env_proxy_for(base_url or "https://api.openai.com/v1"):
+            log.info("an HTTP(S)_PROXY applies to the model server: using httpx's transport")
+            self.http = "httpx"
 
         def make_client(limits: Any) -> openai.OpenAI:
+            if self.http == "llhttp":
+                transport = LlhttpTransport(
+                    tls, limits.max_connections, limits.max_keepalive_connections
+                )
+                http_client = _PoolClient(transport=transport)
+            else:
+                http_client = _PoolClient(limits=limits, verify=tls)
             return openai.OpenAI(
                 api_key=config.get("OPENAI_API_KEY") or "unset",
-                base_url=config.get("OPENAI_BASE_URL") or None,
+                base_url=base_url,
                 timeout=timeout,
                 max_retries=config["OPENAI_MAX_RETRIES"],
-                http_client=_PoolClient(limits=limits, verify=tls),
+                http_client=http_client,
             )
 
-        self.shards = PoolShards(
-            make_client, _chat_completions, pool, pool if keepalive is None else keepalive
-        )
+        if self.http == "httpx":
+            native_readability_probe()
+        keepalive = pool if keepalive is None else keepalive
+        # llhttp's pool takes and returns a connection in O(1): one client
+        # holds them all. httpx's scans its pool: shards bound the scan.
+        shard_size = pool if self.http == "llhttp" else SHARD_SIZE
+        self.shards = PoolShards(make_client, _chat_completions, pool, keepalive, shard_size)
         # The pause (a hand-back to the hub) comes from each request's driver.
         self.decoder = functools.partial(
             ChatChunkDecoder,

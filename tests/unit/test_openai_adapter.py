@@ -8,6 +8,7 @@ from chatstream import config
 from chatstream.adapters.base import Finish
 from chatstream.adapters.base import GenerationRequest
 from chatstream.adapters.openai_chat import OpenAIChatFactory
+from chatstream.adapters.upstream_http import LlhttpTransport
 from chatstream.errors import UpstreamAuthError
 from chatstream.errors import UpstreamBadRequest
 from chatstream.errors import UpstreamDropped
@@ -26,9 +27,11 @@ REQUEST = GenerationRequest([{"role": "user", "content": "hi there"}], "gpt-test
 FAST_RETRY = {"retry-after-ms": "10"}
 
 
-@pytest.fixture
-def fake():
+@pytest.fixture(params=["llhttp", "httpx"])
+def fake(request):
+    """The fake upstream; every test runs over both HTTP transports."""
     with FakeOpenAI() as server:
+        server.http = request.param
         yield server
 
 
@@ -40,6 +43,7 @@ def make_factory(fake, **overrides):
             "OPENAI_API_KEY": "sk-test",
             "OPENAI_BASE_URL": fake.base_url,
             "MODEL": "gpt-test",
+            "OPENAI_HTTP": fake.http,
             **overrides,
         }
     )
@@ -151,6 +155,7 @@ def test_keep_alive_connection_is_reused_across_generations(fake):
 
 
 def test_connection_settings_reach_the_sdk_client(fake):
+    http = fake.http
     factory = make_factory(
         fake,
         OPENAI_CONNECT_TIMEOUT_S=2.5,
@@ -160,21 +165,41 @@ def test_connection_settings_reach_the_sdk_client(fake):
     )
     timeout = factory.client.timeout
     assert (timeout.connect, timeout.read) == (2.5, 7)
-    # No public getter for the pool limits: check them where httpx keeps them.
-    pool = factory.client._client._transport._pool
-    assert (pool._max_connections, pool._max_keepalive_connections) == (3, 2)
+    transport = factory.client._client._transport
+    if http == "llhttp":
+        assert isinstance(transport, LlhttpTransport)
+        assert (transport.max_connections, transport.max_keepalive) == (3, 2)
+    else:  # no public getter for the pool limits: check them where httpx keeps them
+        pool = transport._pool
+        assert (pool._max_connections, pool._max_keepalive_connections) == (3, 2)
     factory.close()
 
 
-def test_pool_size_follows_max_streams_by_default(fake):
-    factory = make_factory(fake, MAX_STREAMS=1234)
+def test_an_environment_proxy_keeps_the_sdks_transport(fake, monkeypatch):
+    # httpx applies HTTP(S)_PROXY only to its own transport.
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    assert make_factory(fake).http == "httpx"
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    assert make_factory(fake).http == fake.http
+
+
+def test_llhttp_holds_every_connection_in_one_pool(fake):
+    factory = make_factory(fake, MAX_STREAMS=1234, OPENAI_HTTP="llhttp")
+    assert factory.shards.sizes == factory.shards.keepalive == [1234]
+    factory.close()
+
+
+def test_httpx_pool_size_follows_max_streams_by_default(fake):
+    factory = make_factory(fake, MAX_STREAMS=1234, OPENAI_HTTP="httpx")
     assert sum(factory.shards.sizes) == sum(factory.shards.keepalive) == 1234
     assert max(factory.shards.sizes) == 32
     factory.close()
 
 
-def test_generations_fill_the_first_pool_before_the_next(fake):
-    factory = make_factory(fake, OPENAI_POOL_SIZE=40)
+def test_httpx_generations_fill_the_first_pool_before_the_next(fake):
+    factory = make_factory(fake, OPENAI_POOL_SIZE=40, OPENAI_HTTP="httpx")
     shards = factory.shards
     held = [shards.acquire()[0] for _ in range(33)]
     assert held == [0] * 32 + [1]
