@@ -8,7 +8,9 @@ counted), user + system CPU time of:
   ``client.chat.completions.create(stream=True)`` and a pydantic
   ``ChatCompletionChunk`` per chunk;
 * ``adapter``: :class:`chatstream.adapters.openai_chat.OpenAIChatAdapter`
-  (raw body through the SDK, bounded jiter decoding).
+  (raw body through the SDK, bounded jiter decoding) over its default
+  transport, :mod:`chatstream.adapters.upstream_http` (llhttp);
+* ``adapter-httpx``: the same over httpx's transport (``OPENAI_HTTP=httpx``).
 
 Per chunk: one stream of ``--tokens`` tokens, ``--streams`` times. Per request:
 ``--requests`` one-token streams (create, read, close). ``--profile`` prints
@@ -93,10 +95,12 @@ def main(argv: list[str] | None = None) -> None:
         values |= {"OPENAI_API_KEY": "bench", "OPENAI_BASE_URL": base, "MODEL": "m"}
         config.validate(values)
         factory = OpenAIChatFactory(values)
+        httpx_factory = OpenAIChatFactory(values | {"OPENAI_HTTP": "httpx"})
         client = openai.OpenAI(api_key="bench", base_url=base)
         paths: dict[str, Callable[[str], int]] = {
             "sdk": lambda model: sdk_stream(client, model),
             "adapter": lambda model: adapter_stream(factory, model),
+            "adapter-httpx": lambda model: adapter_stream(httpx_factory, model),
         }
         long_model = f"t{args.tokens}-d0"
         print("| path | CPU µs per chunk | CPU µs per request (create + 1 token + close) |")
@@ -114,6 +118,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"\n## {name}: per-request profile (cumulative)")
                 pstats.Stats(prof).sort_stats("tottime").print_stats(18)
         factory.close()
+        httpx_factory.close()
         client.close()
     finally:
         fake.terminate()
