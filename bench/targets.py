@@ -87,7 +87,7 @@ def _chatstream(name: str, mode: Mode, desc: str, workers: int = 1, redis: bool 
         # Every simulated user comes from 127.0.0.1: lift the per-address limits.
         "CHATSTREAM_RATE_LIMIT": "off",
         "CHATSTREAM_MAX_STREAMS_PER_CLIENT": "0",
-        "CHATSTREAM_START_MAX_LAG_MS": "0",  # the default; the -paced target sets it
+        "CHATSTREAM_START_MAX_LAG_MS": "0",  # the demo's default; the openai targets set theirs
     }
     cpus = ALL_CPUS if workers > 1 else SERVER_CPUS
     gen = ALL_CPUS if workers > 1 else LOADGEN_CPUS
@@ -103,14 +103,15 @@ def _flask(name: str, mode: Mode, desc: str) -> Target:
     return Target(name, argv, mode, True, desc)
 
 
-def _chatstream_openai(paced: bool = False) -> Target:
-    name = "chatstream-openai-paced" if paced else "chatstream-openai"
+def _chatstream_openai(unpaced: bool = False) -> Target:
+    name = "chatstream-openai-unpaced" if unpaced else "chatstream-openai"
     base = _chatstream(name, "postget", "")
-    env = {**base.env, "CHATSTREAM_ADAPTER": "openai"}
+    # Start pacing as the openai adapter has it by default (5 ms), or off.
+    env = {**base.env, "CHATSTREAM_ADAPTER": "openai", "CHATSTREAM_START_MAX_LAG_MS": ""}
     desc = "chatstream, 1 gevent worker, openai adapter, POST then GET"
-    if paced:
-        env["CHATSTREAM_START_MAX_LAG_MS"] = "10"
-        desc += ", start pacing on (`CHATSTREAM_START_MAX_LAG_MS=10`)"
+    if unpaced:
+        env["CHATSTREAM_START_MAX_LAG_MS"] = "0"
+        desc += ", start pacing off (`CHATSTREAM_START_MAX_LAG_MS=0`)"
     return Target(base.name, base.argv, "postget", False, desc, env)
 
 
@@ -173,7 +174,7 @@ TARGETS: dict[str, Target] = {
         ),
         # Upstream scenarios (U*): each proxies bench.fake_upstream with its official SDK.
         _chatstream_openai(),
-        _chatstream_openai(paced=True),
+        _chatstream_openai(unpaced=True),
         Target(
             "node-openai",
             ("node", str(ROOT / "bench/peers/node/openai_server.js"), "{port}"),
@@ -224,7 +225,7 @@ DEFAULT_TARGETS = (
 #: Targets of the upstream scenarios (U*), chatstream first.
 UPSTREAM_TARGETS = (
     "chatstream-openai",
-    "chatstream-openai-paced",
+    "chatstream-openai-unpaced",
     "node-openai",
     "fastapi-openai",
     "flask-openai",

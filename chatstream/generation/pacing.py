@@ -52,7 +52,7 @@ class StartPacer:
 
     def __init__(self, driver: Driver, config: Mapping[str, Any]) -> None:
         self.driver = driver
-        self.max_lag_s: float = config.get("START_MAX_LAG_MS", 0) / 1000
+        self.max_lag_s: float = (config.get("START_MAX_LAG_MS") or 0) / 1000
         self.tick_s: float = config.get("PACING_TICK_MS", 5) / 1000
         #: Generations waiting to start, oldest first.
         self.waiting: deque[EventLike] = deque()

@@ -10,7 +10,9 @@ import gevent
 import gevent.monkey
 import pytest
 
+from chatstream import config
 from chatstream.concurrency import Driver
+from chatstream.errors import ConfigError
 from chatstream.generation.pacing import MIN_WINDOW
 from chatstream.generation.pacing import StartPacer
 from tests.support.client import wait_until
@@ -169,10 +171,30 @@ def test_runner_streams_exist_while_paced_and_a_cancelled_one_never_starts():
 
 @pytest.mark.parametrize("value", ["-1", "10001"])
 def test_setting_is_checked(value):
-    from chatstream import config
-    from chatstream.errors import ConfigError
 
     values = config.defaults()
     values["START_MAX_LAG_MS"] = int(value)
     with pytest.raises(ConfigError, match="CHATSTREAM_START_MAX_LAG_MS"):
         config.validate(values)
+
+
+@pytest.mark.parametrize(
+    ("adapter", "given", "expected"),
+    [
+        ("openai", None, 5),
+        ("demo", None, 0),
+        ("langchain", None, 0),
+        ("openai", "0", 0),
+        ("demo", "12", 12),
+    ],
+)
+def test_start_pacing_defaults_per_adapter(adapter, given, expected):
+    values = config.defaults()
+    values["ADAPTER"] = adapter
+    if given is not None:
+        values["START_MAX_LAG_MS"] = given
+    config.validate(values)
+    assert values["START_MAX_LAG_MS"] == expected
+    assert config.summary(values).endswith(
+        f"start_pacing={expected}ms" if expected else "start_pacing=off"
+    )
