@@ -13,6 +13,7 @@ import pytest
 from chatstream import config
 from chatstream.concurrency import Driver
 from chatstream.errors import ConfigError
+from chatstream.generation.pacing import INCREASE
 from chatstream.generation.pacing import MIN_WINDOW
 from chatstream.generation.pacing import StartPacer
 from tests.support.client import wait_until
@@ -72,11 +73,10 @@ def test_late_tick_caps_starts_then_admits_in_arrival_order():
     for _ in range(6):  # five generations end: 15 running, window 15
         pacer.leave()
     wait_until(lambda: len(entered) == 1)  # one fits after the sixth
-    pacer.observe(0.0)  # on time: the window grows by one
-    wait_until(lambda: len(entered) == 2)
-    pacer.observe(0.0)
+    pacer.observe(0.0)  # on time: the window grows by INCREASE (4), the other two fit
     wait_until(lambda: len(entered) == 3)
     assert entered == [0, 1, 2]
+    assert pacer.window == 15 + INCREASE
     for thread in threads:
         thread.join(5)
     pacer.observe(0.0)  # on time and nobody waits: no window
