@@ -61,7 +61,7 @@ test-min: system-deps
 	$(PYTHON) -m venv $(MIN_VENV)
 	$(MIN_VENV)/bin/python -m pip install -q --upgrade pip
 	$(MIN_VENV)/bin/python -m pip install -q -c $(MIN_CONSTRAINTS) -e '.[redis]' pytest hypothesis honcho
-	$(MIN_VENV)/bin/python -m pip list --format=freeze | grep -i -E '^(flask|gunicorn|gevent|openai|prometheus.client|flask.limiter|httpx|httpx.sse|redis)=='
+	$(MIN_VENV)/bin/python -m pip list --format=freeze | grep -i -E '^(flask|gunicorn|gevent|openai|prometheus.client|flask.limiter|httpx|httpx.sse|httptools|redis)=='
 	$(MIN_VENV)/bin/python -m pytest tests/unit tests/live $(MIN_IGNORE)
 
 check: $(VENV)/.installed check-js

@@ -106,7 +106,7 @@ def _flask(name: str, mode: Mode, desc: str) -> Target:
 def _chatstream_openai(unpaced: bool = False) -> Target:
     name = "chatstream-openai-unpaced" if unpaced else "chatstream-openai"
     base = _chatstream(name, "postget", "")
-    # Start pacing as the openai adapter has it by default (5 ms), or off.
+    # Start pacing as the openai adapter has it by default (3 ms), or off.
     env = {**base.env, "CHATSTREAM_ADAPTER": "openai", "CHATSTREAM_START_MAX_LAG_MS": ""}
     desc = "chatstream, 1 gevent worker, openai adapter, POST then GET"
     if unpaced:

@@ -290,10 +290,10 @@ def validate(config: MutableMapping[str, Any]) -> None:
 #: Start pacing's threshold when ``START_MAX_LAG_MS`` is not set, per adapter.
 #: The openai adapter's start costs a worker about a millisecond of CPU (the
 #: SDK's request): a burst of starts takes the core from the running streams,
-#: so new ones wait while the loop runs 5 ms late (bench/README: every U1 row
+#: so new ones wait while the loop runs 3 ms late (bench/README: every U1 row
 #: ahead of the peers). The demo's starts cost little and its tokens come from
 #: timers: pacing only delayed its first tokens (S1-1000 TTFT p99 0.9 s -> 4.2 s).
-PACED_ADAPTERS = {"openai": 5}
+PACED_ADAPTERS = {"openai": 3}
 
 
 def default_start_max_lag_ms(adapter: str) -> int:

@@ -198,6 +198,8 @@ class _BodyStream(httpx.SyncByteStream):
                     raise httpx.ReadError("the response was closed", request=request) from None
                 raise httpx.ReadError(str(exc) or type(exc).__name__, request=request) from exc
             if not data:
+                if self._conn is None:  # close() shut the socket down under a read
+                    raise httpx.ReadError("the response was closed", request=request)
                 if self._close_delimited:
                     response.complete = True
                     break

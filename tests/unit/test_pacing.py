@@ -181,7 +181,7 @@ def test_setting_is_checked(value):
 @pytest.mark.parametrize(
     ("adapter", "given", "expected"),
     [
-        ("openai", None, 5),
+        ("openai", None, 3),
         ("demo", None, 0),
         ("langchain", None, 0),
         ("openai", "0", 0),

@@ -364,3 +364,20 @@ def test_https_is_verified_against_the_context(tls_server):
         assert http.get(f"https://127.0.0.1:{port}/").text == "ok"
     with client() as http, pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
         http.get(f"https://127.0.0.1:{port}/")
+
+
+def test_close_under_a_read_of_a_body_ended_by_close_is_not_its_end(serve):
+    # Shutting the socket down makes the blocked read return b"" (an EOF):
+    # for a close-delimited body that must not read as a complete answer.
+    def script(conn, req, n):
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nfirst")
+        time.sleep(3)
+        return False
+
+    server = serve(script)
+    with client() as http, http.stream("GET", server.url) as response:
+        pieces = response.iter_raw()
+        assert next(pieces) == b"first"
+        threading.Timer(0.1, response.close).start()
+        with pytest.raises(httpx.ReadError, match="closed"):
+            next(pieces)
