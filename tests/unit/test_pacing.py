@@ -65,22 +65,45 @@ def test_late_tick_caps_starts_then_admits_in_arrival_order():
     pacer.observe(0.050)  # 50 ms late
     assert pacer.window == 20 * 0.75
     entered = []
-    threads = [enter_in_thread(pacer, entered, n) for n in range(3)]
-    wait_until(lambda: len(pacer.waiting) == 3)
+    threads = []
+    for n in range(3):  # one at a time: arrival order is the order of names
+        threads.append(enter_in_thread(pacer, entered, n))
+        wait_until(lambda n=n: len(pacer.waiting) == n + 1)
     time.sleep(0.05)
     assert entered == []  # 20 running >= window 15: all wait
 
     for _ in range(6):  # five generations end: 15 running, window 15
         pacer.leave()
     wait_until(lambda: len(entered) == 1)  # one fits after the sixth
-    pacer.observe(0.0)  # on time: the window grows by INCREASE (4), the other two fit
+    pacer.leave()  # one more ends: the next in arrival order starts
+    wait_until(lambda: len(entered) == 2)
+    pacer.leave()
     wait_until(lambda: len(entered) == 3)
     assert entered == [0, 1, 2]
-    assert pacer.window == 15 + INCREASE
     for thread in threads:
         thread.join(5)
     pacer.observe(0.0)  # on time and nobody waits: no window
-    assert pacer.window is None and pacer.active == 17
+    assert pacer.window is None and pacer.active == 15
+
+
+def test_on_time_tick_grows_the_window_while_starts_wait():
+    pacer = quiet_pacer()
+    for _ in range(20):
+        pacer.enter()
+    pacer.observe(0.050)  # late: window 15
+    entered: list[int] = []
+    threads = [enter_in_thread(pacer, entered, n) for n in range(6)]
+    wait_until(lambda: len(pacer.waiting) == 6)
+    pacer.observe(0.0)  # on time, starts waiting: the window grows by INCREASE
+    assert pacer.window == 20 * 0.75 + INCREASE
+    for _ in range(3):  # 17 running: two more fit under 19
+        pacer.leave()
+    wait_until(lambda: len(entered) == 2)
+    assert pacer.active == 19 and len(pacer.waiting) == 4
+    pacer.release_all()
+    for thread in threads:
+        thread.join(5)
+    assert sorted(entered) == list(range(6))
 
 
 def test_window_never_below_the_floor():
