@@ -12,8 +12,9 @@ generating, no more tokens are paid for). Errors become
 
 HTTP goes through the SDK's httpx client over
 :class:`~chatstream.adapters.upstream_http.LlhttpTransport` (keep-alive
-connections, responses parsed by llhttp: a streamed token costs a fifth of
-what httpx's own transport costs); ``OPENAI_HTTP=httpx`` keeps httpx's
+connections, responses parsed by llhttp: reading a streamed chunk costs
+about 3 µs of CPU above the socket read, against 21 µs through httpx's own
+transport); ``OPENAI_HTTP=httpx`` keeps httpx's
 transport, in pools of at most 32 connections
 (:mod:`~chatstream.adapters.upstream_pool` says why), and so does an
 ``HTTP(S)_PROXY`` that applies. Either way connections are reused across
