@@ -96,7 +96,14 @@ class ErrorScenario:
 
 
 HostileMode = Literal[
-    "flood", "huge_chunk", "big_tokens", "invalid_json", "done_at_once", "close_mid_chunk"
+    "flood",
+    "huge_chunk",
+    "big_tokens",
+    "invalid_json",
+    "done_at_once",
+    "close_mid_chunk",
+    "not_http",
+    "endless_headers",
 ]
 
 
@@ -109,7 +116,9 @@ class HostileScenario:
     ``big_tokens``: valid token chunks of ``piece`` bytes each, without end;
     ``invalid_json``: a token, then a data line that is not JSON, then
     ``[DONE]``; ``done_at_once``: ``data: [DONE]`` first; ``close_mid_chunk``:
-    a token, then half an HTTP chunk and a FIN. The writer stops at
+    a token, then half an HTTP chunk and a FIN; ``not_http``: bytes that are
+    not an HTTP response, then a FIN; ``endless_headers``: a status line, then
+    header lines without end. The writer stops at
     ``max_bytes`` or ``max_s``, or as soon as the client closes.
     """
 
@@ -378,11 +387,21 @@ class _Handler(BaseHTTPRequestHandler):
             return self._frame(b"data: " + json.dumps(chunk).encode() + b"\n\n")
 
         try:
+            mode = plan.mode
+            if mode == "not_http":
+                send(b"SSH-2.0-OpenSSH_9.6\r\n\r\nnot an HTTP response\r\n")
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            if mode == "endless_headers":
+                if send(b"HTTP/1.1 200 OK\r\n"):
+                    filler = b"x-filler: " + b"a" * 1000 + b"\r\n"
+                    while send(filler):
+                        pass
+                return
             self.send_response(200)
             self.send_header("content-type", "text/event-stream; charset=utf-8")
             self.send_header("transfer-encoding", "chunked")
             self.end_headers()
-            mode = plan.mode
             if mode == "flood":
                 if send(self._frame(b'data: {"x":"')):
                     filler = self._frame(b"A" * plan.piece)

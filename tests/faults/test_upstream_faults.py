@@ -160,3 +160,20 @@ def test_close_mid_chunk_is_a_drop(fake, server, client):
     events, _ = run_hostile(fake, server, client, hostile("close_mid_chunk"))
     assert text_of(events) == "a"
     assert events[-1].event == "error" and events[-1].data["code"] == "upstream_dropped"
+
+
+def test_a_reply_that_is_not_http_is_unavailable(fake, server, client):
+    # The transport (llhttp) refuses it before any token: as a server that
+    # cannot be reached, never a token made of its bytes.
+    events, record = run_hostile(fake, server, client, hostile("not_http"))
+    assert [e.event for e in events] == ["error"]
+    assert events[-1].data["code"] == "upstream_unavailable"
+
+
+def test_endless_headers_are_cut_at_the_transport_bound(fake, server, client):
+    events, record = run_hostile(fake, server, client, hostile("endless_headers"))
+    assert [e.event for e in events] == ["error"]
+    assert events[-1].data["code"] == "upstream_unavailable"
+    print(f"endless headers: upstream wrote {record.bytes_written} bytes before the hang-up")
+    # Read up to the bound (64 KiB), plus what was in flight in the socket buffers.
+    assert record.bytes_written < 1 << 20
