@@ -381,3 +381,27 @@ def test_close_under_a_read_of_a_body_ended_by_close_is_not_its_end(serve):
         threading.Timer(0.1, response.close).start()
         with pytest.raises(httpx.ReadError, match="closed"):
             next(pieces)
+
+
+def test_an_ipv6_loopback_origin_is_reached_without_a_lookup(monkeypatch):
+    try:
+        listener = socket.create_server(("::1", 0), family=socket.AF_INET6)
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+
+    def answer() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            while b"\r\n\r\n" not in conn.recv(65536):
+                pass
+            conn.sendall(OK)
+
+    threading.Thread(target=answer, daemon=True).start()
+
+    def no_lookup(*args, **kwargs):
+        raise AssertionError("getaddrinfo called for an IP address")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_lookup)
+    with client() as http:
+        assert http.get(f"http://[::1]:{listener.getsockname()[1]}/").text == "ok"
+    listener.close()
