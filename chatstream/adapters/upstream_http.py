@@ -13,9 +13,9 @@ about 21 µs of CPU per chunk above the cost of the read itself; through this
 transport it is about 3 µs (``python -m bench.transport_micro``: a chunk at a
 time, as on a stream on pace). In the benchmark the worker's CPU per
 delivered token fell from 71 to 60 µs at U1-1000 (pacing off) and from 19.5
-to 8 µs at U2 (bench/README, fourth pass). The connection handling here is written by hand
-and kept small: one connection per request, a LIFO of idle connections per
-origin, no HTTP/2, no pipelining. (urllib3's chunked reader measured as
+to 8 µs at U2 (bench/README, fourth pass). The connection handling here is
+written by hand and kept small: one connection per request, a LIFO of idle
+connections per origin, no HTTP/2, no pipelining. (urllib3's chunked reader measured as
 cheap in the same micro-benchmark, found after this was built: a transport
 over urllib3's pool is the alternative with less code of our own.)
 
