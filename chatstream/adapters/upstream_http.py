@@ -44,7 +44,7 @@ from typing import Any
 
 import httptools
 
-from ..concurrency import gevent_active
+from .upstream_pool import native_poll
 
 try:  # the SDK's HTTP stack from openai 3.0
     import httpx2 as httpx
@@ -67,18 +67,6 @@ def env_proxy_for(url: str) -> bool:
     if not (proxies.get(parsed.scheme) or proxies.get("all")):
         return False
     return not urllib.request.proxy_bypass(parsed.hostname or "")
-
-
-def _native_poll() -> Any:
-    # A zero-timeout poll never blocks: gevent's, which arms watchers and
-    # switches to the hub, would only cost more (see upstream_pool).
-    if gevent_active():
-        from gevent import monkey
-
-        return monkey.get_original("select", "poll")
-    import select
-
-    return select.poll
 
 
 class _Connection:
@@ -250,7 +238,7 @@ class LlhttpTransport(httpx.BaseTransport):
         self._slots = threading.BoundedSemaphore(max_connections)
         self._idle: dict[tuple[bytes, bytes, int], deque[_Connection]] = {}
         self._lock = threading.Lock()
-        self._poll = _native_poll()
+        self._poll = native_poll()
         self._closed = False
 
     # -- the transport API -------------------------------------------------

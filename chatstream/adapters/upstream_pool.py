@@ -36,10 +36,30 @@ except ImportError:  # pragma: no cover - openai 1.x and 2.x use httpx
     from httpx import Limits  # type: ignore[assignment]
     from httpx import create_ssl_context
 
-__all__ = ["SHARD_SIZE", "PoolShards", "create_ssl_context", "native_readability_probe"]
+__all__ = [
+    "SHARD_SIZE",
+    "PoolShards",
+    "create_ssl_context",
+    "native_poll",
+    "native_readability_probe",
+]
 
 #: Connections per pool: the most one pool scan walks.
 SHARD_SIZE = 32
+
+
+def native_poll() -> Any:
+    """``select.poll``, the native one even under gevent's monkey-patching.
+
+    For zero-timeout probes of idle connections only: such a poll never
+    blocks, and gevent's arms watchers and switches to the hub (about 15 µs
+    against 1 µs).
+    """
+    if gevent_active():
+        from gevent import monkey
+
+        return monkey.get_original("select", "poll")
+    return select.poll
 
 
 def native_readability_probe() -> bool:
@@ -59,10 +79,8 @@ def native_readability_probe() -> bool:
     """
     if not gevent_active():
         return False
-    from gevent import monkey
-
     native = types.SimpleNamespace(
-        poll=monkey.get_original("select", "poll"),
+        poll=native_poll(),
         POLLIN=select.POLLIN,
         select=select.select,
     )

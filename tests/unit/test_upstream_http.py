@@ -8,6 +8,7 @@ connections the server closed, and the pool's bound.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -285,17 +286,27 @@ def test_requests_beyond_the_pool_wait_then_time_out(serve):
         assert http.get(server.url).text == "ok"  # the slot came back
 
 
-def test_close_from_another_thread_ends_a_blocked_read(serve):
+@contextlib.contextmanager
+def closed_under_a_read(serve, reply: bytes, first: bytes):
+    """The body's iterator once ``first`` was read and the server went
+    silent; ``response.close()`` comes from another thread 0.1 s later."""
+
     def script(conn, req, n):
-        conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n")
+        conn.sendall(reply)
         time.sleep(3)
         return False
 
     server = serve(script)
     with client() as http, http.stream("GET", server.url) as response:
         pieces = response.iter_raw()
-        assert next(pieces) == b"a"
+        assert next(pieces) == first
         threading.Timer(0.1, response.close).start()
+        yield pieces
+
+
+def test_close_from_another_thread_ends_a_blocked_read(serve):
+    reply = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n"
+    with closed_under_a_read(serve, reply, b"a") as pieces:
         started = time.monotonic()
         with pytest.raises(httpx.HTTPError):
             next(pieces)
@@ -369,16 +380,8 @@ def test_https_is_verified_against_the_context(tls_server):
 def test_close_under_a_read_of_a_body_ended_by_close_is_not_its_end(serve):
     # Shutting the socket down makes the blocked read return b"" (an EOF):
     # for a close-delimited body that must not read as a complete answer.
-    def script(conn, req, n):
-        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nfirst")
-        time.sleep(3)
-        return False
-
-    server = serve(script)
-    with client() as http, http.stream("GET", server.url) as response:
-        pieces = response.iter_raw()
-        assert next(pieces) == b"first"
-        threading.Timer(0.1, response.close).start()
+    reply = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nfirst"
+    with closed_under_a_read(serve, reply, b"first") as pieces:
         with pytest.raises(httpx.ReadError, match="closed"):
             next(pieces)
 
