@@ -21,6 +21,7 @@ import asyncio
 import json
 import time
 from dataclasses import dataclass
+from typing import Any
 from typing import Literal
 
 from bench.http_response import ProtocolError
@@ -39,6 +40,9 @@ class ChatResult:
     last: float | None = None
     tokens: int = 0
     error: str = ""
+    #: Per token, ms later than the stream's most punctual token (paced chats
+    #: only; see :meth:`TokenChecker.delays_ms`).
+    delays: list[float] | None = None
 
 
 class ChatFailed(Exception):
@@ -50,13 +54,26 @@ class TokenChecker:
 
     :param tokens: how many tokens the model was asked for.
     :param start: ``perf_counter()`` at the start of the chat.
+    :param delay_s: the source's pacing, if it paces token ``i`` at ``t0 + i ×
+        delay`` (the fake upstream does): then each token's arrival is kept for
+        :meth:`delays_ms`.
+    :param clock: the time source (tests pass their own).
     """
 
-    __slots__ = ("count", "done", "error", "first", "last", "start", "tokens")
+    __slots__ = (
+        "clock", "count", "delay_s", "done", "error", "first", "last", "offsets", "start",
+        "tokens",
+    )  # fmt: skip
 
-    def __init__(self, tokens: int, start: float) -> None:
+    def __init__(
+        self, tokens: int, start: float, delay_s: float = 0.0, clock: Any = time.perf_counter
+    ) -> None:
         self.tokens = tokens
         self.start = start
+        self.delay_s = delay_s
+        self.clock = clock
+        #: Per token, its arrival minus its place in the pacing (``i × delay``).
+        self.offsets: list[float] = []
         self.count = 0
         self.first = 0.0
         self.last = 0.0
@@ -68,7 +85,7 @@ class TokenChecker:
         if self.done or self.error:
             return
         if event == b"newToken":
-            now = time.perf_counter()
+            now = self.clock()
             token = json.loads(data).get("token")
             if token != f"{self.count} ":
                 self.error = f"token {self.count}: got {token!r}"
@@ -76,6 +93,8 @@ class TokenChecker:
             if self.count == 0:
                 self.first = now
             self.last = now
+            if self.delay_s:
+                self.offsets.append(now - self.count * self.delay_s)
             self.count += 1
         elif event == b"end":
             reason = json.loads(data).get("finish_reason")
@@ -87,6 +106,21 @@ class TokenChecker:
                 self.done = True
         else:
             self.error = f"unexpected event {event[:40]!r}: {data[:80]!r}"
+
+    def delays_ms(self) -> list[float] | None:
+        """How late each token came, in ms, against the stream's most punctual one.
+
+        The source sends token ``i`` at ``t0 + i × delay``, so ``arrival − i ×
+        delay`` is ``t0`` plus that token's latency; its minimum over the
+        stream is the fastest path through the server. The difference is what
+        the server added to that token: queueing behind other streams' work,
+        a blocked loop. Unlike end lag (last − first), it does not reward a
+        server whose first token was late, and it sees every token.
+        """
+        if not self.offsets:
+            return None
+        best = min(self.offsets)
+        return [round((o - best) * 1000, 3) for o in self.offsets]
 
 
 class ChatProtocol(asyncio.Protocol):
@@ -241,7 +275,8 @@ async def open_stream(
 async def run_chat(spec: ChatSpec) -> ChatResult:
     """Run one chat to its ``end`` event and report what it saw (never raises)."""
     start = time.perf_counter()
-    checker = TokenChecker(spec.tokens, start)
+    # Only the fake upstream paces on a fixed schedule (the demo model sleeps).
+    checker = TokenChecker(spec.tokens, start, spec.delay_ms / 1000 if spec.upstream else 0.0)
     proto: ChatProtocol | None = None
     try:
         proto, done = await open_stream(spec, checker)
@@ -259,7 +294,9 @@ async def run_chat(spec: ChatSpec) -> ChatResult:
     finally:
         if proto is not None:
             proto.close()
-    return ChatResult(True, checker.first - start, checker.last - start, checker.count)
+    return ChatResult(
+        True, checker.first - start, checker.last - start, checker.count, "", checker.delays_ms()
+    )
 
 
 def _failed(checker: TokenChecker, error: str) -> ChatResult:

@@ -150,7 +150,7 @@ async def main_async(cfg: dict[str, Any]) -> None:
         raise ValueError(f"unknown kind {kind!r}")
     wall = time.perf_counter() - start
     cpu = time.process_time() - cpu0
-    rows = [[r.ok, r.ttft, r.last, r.tokens, r.error] for r in results]
+    rows = [[r.ok, r.ttft, r.last, r.tokens, r.error, r.delays] for r in results]
     _emit({"phase": "done", "wall": wall, "loadgen_cpu_s": cpu, "results": rows})
 
 

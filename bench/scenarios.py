@@ -38,6 +38,8 @@ TTFT_P50 = Metric("ttft_p50_ms", "TTFT p50 (ms)", "low", "{:.2f}")
 TTFT_P99 = Metric("ttft_p99_ms", "TTFT p99 (ms)", "low", "{:.1f}")
 LAG_P50 = Metric("lag_p50_ms", "end lag p50 (ms)", "low")
 LAG_P99 = Metric("lag_p99_ms", "end lag p99 (ms)", "low")
+DELAY_P50 = Metric("delay_p50_ms", "token delay p50 (ms)", "low", "{:.2f}")
+DELAY_P99 = Metric("delay_p99_ms", "token delay p99 (ms)", "low", "{:.2f}")
 TPS = Metric("tokens_per_s", "tokens/s", "high", "{:,.0f}")
 CPU = Metric("cpu_s", "server CPU (s)", "low", "{:.2f}")
 RSS = Metric("peak_rss_mb", "server peak RSS (MB)", "low")
@@ -91,7 +93,7 @@ _S1 = (
     OTHER_CPU,
 )
 _S2 = (COMPLETED, TPS, CPU, CPU_PER_TOKEN, RSS, GEN_CPU, OTHER_CPU)
-_U1 = (*_S1[:-2], UPSTREAM_CPU, *_S1[-2:])
+_U1 = (*_S1[:5], DELAY_P50, DELAY_P99, *_S1[5:-2], UPSTREAM_CPU, *_S1[-2:])
 _U2 = (*_S2[:-2], UPSTREAM_CPU, *_S2[-2:])
 _S3 = (COMPLETED, TTFT_P50, TTFT_P99, CPU, GEN_CPU, OTHER_CPU)
 _S5 = (COMPLETED, IDLE, RSS, OTHER_CPU)
@@ -182,9 +184,12 @@ def percentile(values: list[float], q: float) -> float:
 def figures(sc: Scenario, done: dict[str, Any]) -> dict[str, Any]:
     """Compute the scenario's figures from the load generator's final message.
 
-    Rows are ``[ok, ttft_s, last_s, tokens, error]``.  End lag is
+    Rows are ``[ok, ttft_s, last_s, tokens, error, delays_ms]``.  End lag is
     ``last − first − (tokens − 1) × delay``: how late the last token was
-    compared with a perfect pacing that started at the first token.
+    compared with a perfect pacing that started at the first token. Token
+    delay (upstream scenarios, whose fake paces on a fixed schedule) is, for
+    every token of every completed chat, how much later it came than its
+    stream's most punctual token (:meth:`bench.chat.TokenChecker.delays_ms`).
     """
     rows = done["results"]
     ok = [r for r in rows if r[0]]
@@ -208,6 +213,9 @@ def figures(sc: Scenario, done: dict[str, Any]) -> dict[str, Any]:
             "lag_p50_ms": percentile(lag, 50),
             "lag_p99_ms": percentile(lag, 99),
         }
+        delays = [d for r in timed if len(r) > 5 and r[5] for d in r[5]]
+        if delays:
+            out |= {"delay_p50_ms": percentile(delays, 50), "delay_p99_ms": percentile(delays, 99)}
     if sc.kind != "idle":
         out["tokens"] = sum(r[3] for r in rows)
         out["tokens_per_s"] = out["tokens"] / done["wall"] if done["wall"] else 0.0

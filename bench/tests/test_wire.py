@@ -11,6 +11,8 @@ import pytest
 
 from bench.chat import TokenChecker
 from bench.http_response import ResponseParser
+from bench.scenarios import figures
+from bench.scenarios import upstream_scenarios
 from bench.sse_events import SSEDecoder
 
 EVENTS = (
@@ -113,3 +115,26 @@ def test_checker_order_and_end() -> None:
     short.on_event(b"newToken", b'{"token": "0 "}')
     short.on_event(b"end", b'{"finish_reason": "stop"}')
     assert short.error == "end after 1/2 tokens"
+
+
+def test_token_delays_are_against_the_streams_most_punctual_token() -> None:
+    # Paced 20 ms apart; token 1 came 0.5 ms early of the others' path, token 2
+    # 3 ms late: delays are per token, against the fastest (token 1).
+    arrivals = iter([10.0021, 10.0216, 10.0451])
+    checker = TokenChecker(3, 10.0, delay_s=0.020, clock=lambda: next(arrivals))
+    for i in range(3):
+        checker.on_event(b"newToken", b'{"token": "%d "}' % i)
+    assert checker.delays_ms() == [0.5, 0.0, 3.5]
+    assert TokenChecker(3, 0.0).delays_ms() is None  # unpaced: no figure
+
+
+def test_figures_take_token_delays_over_every_token_of_completed_chats() -> None:
+    sc = upstream_scenarios(True)[0]
+    rows = [
+        [True, 0.01, 2.0, 100, "", [0.0] * 96 + [1.0, 2.0, 4.0, 9.0]],
+        [True, 0.01, 2.0, 100, "", [0.0] * 100],
+        [False, 0.01, 1.0, 50, "timeout", [50.0] * 50],
+    ]
+    out = figures(sc, {"results": rows, "wall": 3.0})
+    assert out["delay_p50_ms"] == 0.0
+    assert out["delay_p99_ms"] == 2.0  # nearest rank: the 198th of 200; the failed chat not counted
