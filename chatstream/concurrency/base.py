@@ -87,13 +87,6 @@ class Driver:
         """A new event (called on the hot path: no lookup beyond the class)."""
         raise NotImplementedError
 
-    def reader_event(self) -> EventLike:
-        """An event that wakes waiting stream readers (see the gevent driver's).
-
-        Where waking order makes no difference, it is :meth:`event`.
-        """
-        return self.event()
-
     def sleeper(self) -> Sleeper:
         """A sleep that another greenlet or thread can cut short."""
         raise NotImplementedError

@@ -13,18 +13,12 @@ Its :meth:`GeventDriver.channel` covers two of the three hand-off cases:
   uses).
 
 (Threads on both sides is the threading driver's :class:`~.threads.NativeChannel`.)
-
-Its :meth:`GeventDriver.reader_event` is a :class:`PromptEvent`: a stream's
-readers wake right after the greenlet that appended to it yields, not after
-the loop has resumed every other greenlet whose socket is ready.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-import weakref
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 from typing import Generic
@@ -45,13 +39,7 @@ from .base import EventLike
 from .base import Sleeper
 from .threads import NativeChannel
 
-__all__ = [
-    "GeventDriver",
-    "GreenletChannel",
-    "GreenletSleeper",
-    "PromptEvent",
-    "ThreadToHubChannel",
-]
+__all__ = ["GeventDriver", "GreenletChannel", "GreenletSleeper", "ThreadToHubChannel"]
 
 T = TypeVar("T")
 
@@ -179,106 +167,6 @@ class GreenletSleeper:
             self._hub.loop.run_callback(waiter.switch, True)
 
 
-class _PromptWaker:
-    """Switches to waiters right after the running greenlet yields, in this loop pass.
-
-    gevent wakes an :class:`gevent.event.Event`'s waiters through loop
-    callbacks, which run once per loop iteration, after every watcher that
-    was ready. On the openai path one pass resumes many generation greenlets
-    (one per upstream socket with a chunk), and each sets its stream's event:
-    the readers then write only after every one of them has parsed its chunk,
-    so tokens leave in bunches, each waiting for the whole pass (bench/README,
-    fifth pass: 58% of tokens within 50 µs of the previous one at U1-100).
-
-    gevent has no primitive for "wake now", so this is written by hand. It
-    uses libev's ``ev_feed_event`` (gevent's ``watcher.feed``): a fed watcher
-    joins the loop's pending queue, which libev drains in the same pass, and
-    it is invoked after the current watcher's callback returns, i.e. once the
-    setter yields. One never-started watcher per hub carries a queue of
-    waiters; feeding it again while it is pending is a no-op in libev.
-    """
-
-    __slots__ = ("_queue", "_watcher", "__weakref__")
-
-    def __init__(self, hub: Any) -> None:
-        self._watcher = hub.loop.check()  # never started: only fed
-        self._queue: deque[Any] = deque()
-
-    def add(self, waiter: Any) -> None:
-        self._queue.append(waiter)
-        self._watcher.feed(0, self._run)
-
-    def _run(self) -> None:  # in the hub
-        queue = self._queue
-        while queue:
-            queue.popleft().switch(True)
-
-
-_wakers: weakref.WeakKeyDictionary[Any, _PromptWaker] = weakref.WeakKeyDictionary()
-
-
-class PromptEvent:
-    """A one-shot event whose waiters wake as soon as the setter yields.
-
-    Same contract as :class:`gevent.event.Event` for ``set``, ``is_set`` and
-    ``wait(timeout)``. Waiters are resumed by :class:`_PromptWaker`, ahead of
-    the rest of the loop's pass; set from another thread, they are resumed
-    through the hub's thread-safe callback, as gevent's own event would be.
-    """
-
-    __slots__ = ("_flag", "_hub", "_waiters")
-
-    def __init__(self) -> None:
-        self._flag = False
-        self._hub: Any = None  # the first waiter's
-        self._waiters: list[Any] = []
-
-    def is_set(self) -> bool:
-        return self._flag
-
-    def set(self) -> None:
-        if self._flag:
-            return
-        self._flag = True
-        waiters = self._waiters
-        if not waiters:
-            return
-        self._waiters = []
-        hub = self._hub
-        if get_hub_if_exists() is not hub:  # another thread
-            for waiter in waiters:
-                hub.loop.run_callback_threadsafe(waiter.switch, True)
-            return
-        waker = _wakers.get(hub)
-        if waker is None:
-            waker = _wakers[hub] = _PromptWaker(hub)
-        for waiter in waiters:
-            waker.add(waiter)
-
-    def wait(self, timeout: float | None = None) -> bool:
-        if self._flag:
-            return True
-        hub = self._hub
-        if hub is None:
-            hub = self._hub = gevent.get_hub()
-        waiter = Waiter(hub)
-        self._waiters.append(waiter)
-        timer = None
-        if timeout is not None:
-            timer = hub.loop.timer(max(timeout, 0.0))
-            timer.start(waiter.switch, False)
-        try:
-            waiter.get()
-        finally:
-            if timer is not None:
-                timer.close()
-            try:
-                self._waiters.remove(waiter)
-            except ValueError:  # set() took it
-                pass
-        return self._flag
-
-
 def _destroying_hub(fn: Callable[..., object], *args: object) -> None:
     """Run ``fn`` on a native thread, then free the hub it may have made.
 
@@ -301,9 +189,6 @@ class GeventDriver(Driver):
 
     def event(self) -> EventLike:
         return _new_event()
-
-    def reader_event(self) -> EventLike:
-        return PromptEvent()
 
     def sleeper(self) -> Sleeper:
         return GreenletSleeper()

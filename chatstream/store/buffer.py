@@ -132,7 +132,7 @@ class EventBuffer:
         self.frames = FrameLog()
         self.finished = False
         self.ended_at = 0.0
-        self.changed = driver.reader_event()
+        self.changed = driver.event()
         self.waiting = False
 
     def extend(self, frames: list[bytes], *, final: bool = False) -> bool:
@@ -151,7 +151,7 @@ class EventBuffer:
         # the new frames or the writer sees it waiting: no wake-up is lost.
         if self.waiting:
             self.waiting = False
-            changed, self.changed = self.changed, self._driver.reader_event()
+            changed, self.changed = self.changed, self._driver.event()
             changed.set()
         return True
 
@@ -168,7 +168,7 @@ class EventBuffer:
         """Wake waiting readers with no new frame (they re-check their state)."""
         if self.waiting:
             self.waiting = False
-            changed, self.changed = self.changed, self._driver.reader_event()
+            changed, self.changed = self.changed, self._driver.event()
             changed.set()
 
     def take(self, after: int) -> Chunk:

@@ -5,9 +5,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import gevent
 import pytest
-from gevent import socket as gsocket
 
 from chatstream.concurrency import Driver
 from chatstream.concurrency import Empty
@@ -86,78 +84,6 @@ def test_close_wakes_a_waiting_consumer_and_stops_the_producer(name, native_prod
     assert outcome == ["cancelled"]
     with pytest.raises(Cancelled):
         channel.put("late")
-
-
-@pytest.mark.parametrize("name", ["threading", "gevent"])
-def test_reader_event_waits_times_out_and_is_set_once(name):
-    driver = Driver(name)
-    event = driver.reader_event()
-    assert event.wait(0.01) is False and not event.is_set()
-    woke = []
-    driver.spawn(lambda: woke.append(event.wait(30)))
-    driver.spawn(lambda: woke.append(event.wait(30)))
-    driver.sleep(0.05)  # both wait
-    event.set()
-    event.set()  # a second set is a no-op
-    wait_until(lambda: len(woke) == 2, timeout=10, sleep=driver.sleep)
-    assert woke == [True, True] and event.is_set()
-    assert event.wait(0) is True  # already set: at once
-
-
-def test_gevent_reader_event_set_from_a_native_thread_wakes_the_waiter():
-    driver = Driver("gevent")
-    event = driver.reader_event()
-    woke = []
-    driver.spawn(lambda: woke.append(event.wait(30)))
-    driver.sleep(0.05)
-    driver.spawn_native(event.set)
-    wait_until(lambda: woke, timeout=10, sleep=driver.sleep)
-    assert woke == [True]
-
-
-def test_gevent_reader_event_wait_killed_leaves_no_waiter_behind():
-    event = Driver("gevent").reader_event()
-    waiting = gevent.spawn(event.wait, 30)
-    gevent.sleep(0.01)
-    waiting.kill()
-    assert event._waiters == []  # type: ignore[attr-defined]
-    event.set()  # nothing to wake, nothing raised
-
-
-@pytest.mark.parametrize(("factory", "interleaved"), [("reader_event", True), ("event", False)])
-def test_gevent_readers_wake_as_soon_as_their_writer_yields(factory, interleaved):
-    # Three "generation" greenlets whose sockets become readable in the same
-    # loop pass each set their reader's event. With reader_event() each reader
-    # runs right after its writer yields; with a plain gevent Event, only after
-    # every writer has run (the bunching bench/README's fifth pass measured).
-    driver = Driver("gevent")
-    pairs = [gsocket.socketpair() for _ in range(3)]
-    events = [getattr(driver, factory)() for _ in range(3)]
-    log: list[str] = []
-
-    def writer(i):
-        pairs[i][1].recv(1)
-        log.append(f"writer {i}")
-        events[i].set()
-
-    def reader(i):
-        events[i].wait(30)
-        log.append(f"reader {i}")
-
-    greenlets = [gevent.spawn(reader, i) for i in range(3)]
-    greenlets += [gevent.spawn(writer, i) for i in range(3)]
-    gevent.sleep(0.02)  # all wait
-    for a, _ in pairs:
-        a.send(b"x")
-    gevent.joinall(greenlets, timeout=10)
-    assert len(log) == 6
-    pairs_in_order = all(
-        log[k].startswith("writer") and log[k + 1] == "reader " + log[k][-1] for k in range(0, 6, 2)
-    )
-    assert pairs_in_order is interleaved, log
-    for a, b in pairs:
-        a.close()
-        b.close()
 
 
 PACKAGE = Path(__file__).resolve().parents[2] / "chatstream"
