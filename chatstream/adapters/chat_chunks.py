@@ -26,6 +26,15 @@ with CRLF, LF or CR (WHATWG SSE); ``data:`` lines of one event are joined with
 object with a truthy ``error`` raises the stream error (after the deltas
 already yielded); other fields (``event:``, ``id:``, ``retry:``) and comments
 are ignored. Empty, role-only and tool-call deltas yield nothing.
+
+Where chatstream is stricter than the SDK, so that an answer is never lost
+without an error (:meth:`ChatChunkDecoder.body`): a body the upstream
+compressed although chatstream asked for ``identity`` is refused (not
+decompressed: one small chunk could expand without bound); a whole JSON
+completion (an upstream that ignored ``stream``) is read, capped, as one
+token; an event the body ends in without its blank line is still dispatched
+(the SDK drops it); and a body that ends without a single ``data:`` line is a
+protocol error, not an empty answer (an HTML page from a proxy, binary).
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Iterator
+from collections.abc import Mapping
 from typing import Any
 
 import jiter
@@ -74,6 +84,7 @@ class ChatChunkDecoder:
         "_data",
         "_data_size",
         "_cr",
+        "_seen_data",
     )
 
     def __init__(
@@ -98,14 +109,96 @@ class ChatChunkDecoder:
         self._data: list[bytes] = []  # data lines of the current event
         self._data_size = 0
         self._cr = False  # the previous chunk ended with CR (maybe half of a CRLF)
+        self._seen_data = False  # a ``data:`` line came
 
-    def tokens(self, chunks: Iterable[bytes]) -> Iterator[str]:
+    def body(self, headers: Mapping[str, str], chunks: Iterable[bytes]) -> Iterator[str]:
+        """Yield the text of a response with these ``headers`` and raw body ``chunks``.
+
+        An event stream goes to :meth:`tokens`, a whole JSON completion to
+        :meth:`completion`.
+
+        :raises UpstreamProtocolError: the body is compressed (chatstream asks
+            for ``identity``), or see :meth:`tokens`.
+        """
+        encoding = headers.get("content-encoding", "").strip().lower()
+        if encoding not in ("", "identity"):
+            raise UpstreamProtocolError(
+                f"The model server sent a {encoding}-encoded body although chatstream asks "
+                "for an unencoded one (Accept-Encoding: identity); it was not decompressed."
+            )
+        media = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if media == "application/json":
+            return self.completion(chunks)
+        return self.tokens(chunks, media)
+
+    def tokens(self, chunks: Iterable[bytes], media: str = "") -> Iterator[str]:
         """Yield the text deltas of the raw body ``chunks``, in order.
 
-        :raises UpstreamProtocolError: a bound was exceeded, or a chunk is not a JSON object.
+        :param media: the response's media type, for the error message.
+        :raises UpstreamProtocolError: a bound was exceeded, a chunk is not a
+            JSON object, or the body ended without any ``data:`` line.
         :raises UpstreamInvalidJSON: a ``data:`` line is not JSON.
         :raises UpstreamError: the upstream sent an ``error`` object.
         """
+        for chunk in self._capped(chunks):
+            yield from self._events(self._lines(chunk))
+            if self.done:
+                return
+        if self._cr:  # the body ended on a CR: it was a line end after all
+            self._cr = False
+            yield from self._events(self._lines(b"\n"))
+        # The body ended without [DONE]: the event it ended in counts even
+        # without its blank line (the SDK would drop it, and its tokens).
+        last = [bytes(self._pending), b""] if self._pending else [b""]
+        self._pending.clear()
+        yield from self._events(last)
+        if not self._seen_data:
+            kind = f" ({media})" if media else ""
+            raise UpstreamProtocolError(
+                f"The model server's response{kind} ended without any event-stream data; "
+                "it is not a streamed chat completion."
+            )
+
+    def completion(self, chunks: Iterable[bytes]) -> Iterator[str]:
+        """Yield the text of a whole JSON chat completion (the upstream did not stream).
+
+        The body is read up to the response cap, then its ``choices[*].message``
+        give the text, as one token per choice.
+
+        :raises UpstreamProtocolError: a bound was exceeded, or it is not a chat completion.
+        :raises UpstreamInvalidJSON: the body is not JSON.
+        :raises UpstreamError: the upstream sent an ``error`` object.
+        """
+        data = b"".join(self._capped(chunks))
+        try:
+            whole: Any = jiter.from_json(data)
+        except ValueError:
+            raise UpstreamInvalidJSON(
+                "The model server sent a JSON response that is not valid JSON."
+            ) from None
+        if type(whole) is not dict:
+            raise UpstreamProtocolError(
+                "The model server sent a JSON response that is not a JSON object."
+            )
+        self._error_or_usage(whole)
+        choices = whole.get("choices")
+        if type(choices) is not list:
+            raise UpstreamProtocolError(
+                "The model server answered with JSON that is not a chat completion (no choices)."
+            )
+        self.done = True
+        for choice in choices:
+            if type(choice) is not dict:
+                continue
+            message = choice.get("message")
+            if type(message) is dict:
+                content = message.get("content")
+                if content and type(content) is str:
+                    yield content
+            self._finish(choice.get("finish_reason"))
+
+    def _capped(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        """``chunks``, under the response cap, pausing every ``pause_every`` bytes."""
         total = 0
         unpaused = 0
         for chunk in chunks:
@@ -120,12 +213,7 @@ class ChatChunkDecoder:
             if unpaused >= self.pause_every:
                 unpaused = 0
                 self.pause()
-            yield from self._events(self._lines(chunk))
-            if self.done:
-                return
-        if self._cr:  # the body ended on a CR: it was a line end after all
-            self._cr = False
-            yield from self._events(self._lines(b"\n"))
+            yield chunk
 
     def _events(self, lines: list[bytes]) -> Iterator[str]:
         for line in lines:
@@ -186,6 +274,7 @@ class ChatChunkDecoder:
         if not line.startswith(b"data:"):
             return  # a comment, or event:/id:/retry:, which chat completions do not use
         value = line[6:] if line[5:6] == b" " else line[5:]
+        self._seen_data = True
         self._data_size += len(value) + 1
         if self._data_size > self.max_event_bytes:
             self._check_line(self._data_size)
@@ -202,13 +291,7 @@ class ChatChunkDecoder:
             raise UpstreamProtocolError(
                 "The model server sent a stream chunk that is not a JSON object."
             )
-        error = chunk.get("error")
-        if error:
-            message = error.get("message") if type(error) is dict else None
-            raise stream_error(message if isinstance(message, str) and message else _STREAM_ERROR)
-        usage = chunk.get("usage")
-        if type(usage) is dict:
-            self.usage = {key: _int(usage.get(key)) for key in _USAGE_KEYS}
+        self._error_or_usage(chunk)
         choices = chunk.get("choices")
         if type(choices) is not list:
             return
@@ -220,9 +303,20 @@ class ChatChunkDecoder:
                 content = delta.get("content")
                 if content and type(content) is str:
                     yield content
-            finish = choice.get("finish_reason")
-            if finish:
-                self.reason = _FINISH.get(finish, "stop") if type(finish) is str else "stop"
+            self._finish(choice.get("finish_reason"))
+
+    def _error_or_usage(self, chunk: dict[str, Any]) -> None:
+        error = chunk.get("error")
+        if error:
+            message = error.get("message") if type(error) is dict else None
+            raise stream_error(message if isinstance(message, str) and message else _STREAM_ERROR)
+        usage = chunk.get("usage")
+        if type(usage) is dict:
+            self.usage = {key: _int(usage.get(key)) for key in _USAGE_KEYS}
+
+    def _finish(self, finish: Any) -> None:
+        if finish:
+            self.reason = _FINISH.get(finish, "stop") if type(finish) is str else "stop"
 
 
 def _int(value: Any) -> int:

@@ -106,7 +106,7 @@ class OpenAIChatAdapter:
             if self._closed:
                 return
             body = response.iter_raw()
-            yield from decoder.tokens(body)
+            yield from decoder.body(response.headers, body)
             if decoder.done:
                 self._drain(body, request)
         except UpstreamProtocolError as exc:

@@ -36,6 +36,7 @@ prints its base URL on the first line of stdout and stops on SIGTERM.
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import logging
 import re
@@ -104,6 +105,9 @@ HostileMode = Literal[
     "close_mid_chunk",
     "not_http",
     "endless_headers",
+    "gzip_body",
+    "json_completion",
+    "html_page",
 ]
 
 
@@ -118,7 +122,13 @@ class HostileScenario:
     ``[DONE]``; ``done_at_once``: ``data: [DONE]`` first; ``close_mid_chunk``:
     a token, then half an HTTP chunk and a FIN; ``not_http``: bytes that are
     not an HTTP response, then a FIN; ``endless_headers``: a status line, then
-    header lines without end. The writer stops at
+    header lines without end; ``gzip_body``: a whole event stream (tokens
+    ``Hel``, ``lo``), gzip-compressed with ``Content-Encoding: gzip`` although
+    the client asked for ``identity``; ``json_completion``: a whole,
+    non-streamed chat completion (``application/json``, content
+    ``Hello there``), as a server that ignores ``stream`` sends;
+    ``html_page``: a ``200`` HTML error page, as a misconfigured proxy sends.
+    The writer stops at
     ``max_bytes`` or ``max_s``, or as soon as the client closes.
     """
 
@@ -398,6 +408,16 @@ class _Handler(BaseHTTPRequestHandler):
                     while send(filler):
                         pass
                 return
+            if mode in ("gzip_body", "json_completion", "html_page"):
+                media, payload = self._whole_body(mode)
+                self.send_response(200)
+                self.send_header("content-type", media)
+                if mode == "gzip_body":
+                    self.send_header("content-encoding", "gzip")
+                self.send_header("content-length", str(len(payload)))
+                self.end_headers()
+                send(payload)
+                return
             self.send_response(200)
             self.send_header("content-type", "text/event-stream; charset=utf-8")
             self.send_header("transfer-encoding", "chunked")
@@ -432,6 +452,26 @@ class _Handler(BaseHTTPRequestHandler):
         except (ConnectionError, OSError):
             if not self.server.stopping.is_set():
                 record.client_closed.set()
+
+    @staticmethod
+    def _whole_body(mode: HostileMode) -> tuple[str, bytes]:
+        """The media type and body of a ``Content-Length`` hostile mode."""
+        if mode == "json_completion":
+            message = {"role": "assistant", "content": "Hello there"}
+            completion = {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion",
+                "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 2, "completion_tokens": 2, "total_tokens": 4},
+            }
+            return "application/json", json.dumps(completion).encode()
+        if mode == "html_page":
+            return "text/html", b"<html><body><h1>502 Bad Gateway</h1></body></html>\n"
+        events = b""
+        for text in ("Hel", "lo"):
+            delta = {"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
+            events += b"data: " + json.dumps(delta).encode() + b"\n\n"
+        return "text/event-stream", gzip.compress(events + b"data: [DONE]\n\n")
 
     @staticmethod
     def _frame(payload: bytes) -> bytes:

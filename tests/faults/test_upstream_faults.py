@@ -163,6 +163,27 @@ def test_close_mid_chunk_is_a_drop(fake, server, client):
     assert events[-1].event == "error" and events[-1].data["code"] == "upstream_dropped"
 
 
+@pytest.mark.parametrize(
+    ("mode", "what"), [("gzip_body", "gzip-encoded"), ("html_page", "text/html")]
+)
+def test_a_body_that_is_no_event_stream_is_an_error_not_an_empty_answer(
+    fake, server, client, mode, what
+):
+    # Read raw, both ended as an empty ``end: stop`` before: the answer was
+    # lost without a word (the gzip body held two tokens).
+    events, _ = run_hostile(fake, server, client, hostile(mode))
+    assert [e.event for e in events] == ["error"]
+    assert events[-1].data["code"] == "upstream_protocol_error"
+    assert what in events[-1].data["message"]
+
+
+def test_a_server_that_ignores_stream_still_answers(fake, server, client):
+    events, _ = run_hostile(fake, server, client, hostile("json_completion"))
+    assert text_of(events) == "Hello there"
+    assert events[-1].event == "end" and events[-1].data["finish_reason"] == "stop"
+    assert events[-1].data["usage"]["total_tokens"] == 4
+
+
 def test_a_reply_that_is_not_http_is_unavailable(fake, server, client):
     # The transport (llhttp) refuses it before any token: as a server that
     # cannot be reached, never a token made of its bytes.

@@ -172,3 +172,73 @@ def test_pause_is_called_every_pause_every_bytes():
     tokens, _ = decode(pieces, pause=lambda: pauses.append(1), pause_every=1000)
     assert len(tokens) == 50
     assert len(pauses) == len(data) // 1000
+
+
+def test_an_event_the_body_ends_in_still_counts():
+    # No blank line after the last event (and no [DONE]): the SDK drops it.
+    tokens, decoder = decode([chunk({"content": "a"}) + chunk({"content": "b"})[:-2]])
+    assert tokens == ["a", "b"] and not decoder.done
+    tokens, decoder = decode([chunk({"content": "a"}) + b"data: [DONE]\n"])
+    assert tokens == ["a"] and decoder.done
+
+
+@pytest.mark.parametrize(
+    "data", [b"<html><h1>502</h1></html>", b": keep-alive\n\n", b"\x1f\x8b\x08\x00binary", b""]
+)
+def test_a_body_without_any_data_line_is_a_protocol_error(data):
+    with pytest.raises(UpstreamProtocolError, match="without any event-stream data"):
+        decode([data])
+
+
+def body_of(headers, pieces, **bounds):
+    decoder = ChatChunkDecoder(
+        max_event_bytes=1 << 20, max_response_bytes=bounds.pop("max_response_bytes", 1 << 30)
+    )
+    return list(decoder.body(headers, pieces)), decoder
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "br", "deflate", "zstd"])
+def test_a_compressed_body_is_refused(encoding):
+    with pytest.raises(UpstreamProtocolError, match=f"{encoding}-encoded body"):
+        body_of({"content-encoding": encoding}, [b"\x1f\x8b"])
+    tokens, _ = body_of({"content-encoding": "identity"}, [chunk({"content": "a"})])
+    assert tokens == ["a"]
+
+
+def test_the_media_type_is_named_when_nothing_was_an_event():
+    with pytest.raises(UpstreamProtocolError, match=r"\(text/html\)"):
+        body_of({"content-type": "text/html; charset=utf-8"}, [b"<html></html>"])
+
+
+def completion(**fields):
+    message = {"role": "assistant", "content": "Hello"}
+    whole = {"object": "chat.completion", "choices": [{"index": 0, "message": message}]}
+    whole["choices"][0]["finish_reason"] = "length"
+    return json.dumps({**whole, **fields}).encode()
+
+
+def test_a_whole_json_completion_is_read_as_one_token():
+    usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+    data = completion(usage=usage)
+    tokens, decoder = body_of({"content-type": "application/json"}, [data[:7], data[7:]])
+    assert tokens == ["Hello"] and decoder.reason == "length" and decoder.usage == usage
+    assert decoder.done
+
+
+@pytest.mark.parametrize(
+    ("data", "error", "match"),
+    [
+        (b'{"error": {"message": "quota"}}', UpstreamError, "quota"),
+        (b"{not json", UpstreamInvalidJSON, "not valid JSON"),
+        (b"[1, 2]", UpstreamProtocolError, "not a JSON object"),
+        (b'{"object": "list"}', UpstreamProtocolError, "no choices"),
+    ],
+)
+def test_a_json_answer_that_is_not_a_completion_is_an_error(data, error, match):
+    with pytest.raises(error, match=match):
+        body_of({"content-type": "application/json"}, [data])
+
+
+def test_a_json_answer_is_capped_too():
+    with pytest.raises(UpstreamProtocolError, match="MAX_RESPONSE_BYTES"):
+        body_of({"content-type": "application/json"}, [completion()], max_response_bytes=20)

@@ -8,6 +8,7 @@ from chatstream import config
 from chatstream.adapters.base import Finish
 from chatstream.adapters.base import GenerationRequest
 from chatstream.adapters.openai_chat import OpenAIChatFactory
+from chatstream.adapters.upstream_errors import UpstreamProtocolError
 from chatstream.adapters.upstream_http import LlhttpTransport
 from chatstream.errors import UpstreamAuthError
 from chatstream.errors import UpstreamBadRequest
@@ -18,6 +19,7 @@ from chatstream.errors import UpstreamTimeout
 from chatstream.errors import UpstreamUnavailable
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.openai_server import drop_after
+from tests.fakes.openai_server import hostile
 from tests.fakes.openai_server import http_error
 from tests.fakes.openai_server import stall
 from tests.fakes.openai_server import stream_error_after
@@ -126,6 +128,31 @@ def test_error_object_in_stream(fake):
         for item in make_factory(fake)().stream(REQUEST):
             got.append(item)
     assert got == ["a"] and type(info.value) is UpstreamError
+
+
+def test_a_compressed_body_is_refused_not_read_as_garbage(fake):
+    # chatstream asks for Accept-Encoding: identity; this upstream gzips anyway.
+    # Read raw, the body held no event and ended: an empty answer called "stop".
+    fake.push(hostile("gzip_body"))
+    with pytest.raises(UpstreamProtocolError, match="gzip-encoded body"):
+        list(make_factory(fake)().stream(REQUEST))
+    assert fake.requests[-1].headers["accept-encoding"] == "identity"
+
+
+def test_a_whole_json_completion_is_one_token(fake):
+    # An OpenAI-compatible server that ignores "stream": true.
+    fake.push(hostile("json_completion"))
+    items = list(make_factory(fake)().stream(REQUEST))
+    assert items == [
+        "Hello there",
+        Finish("stop", {"prompt_tokens": 2, "completion_tokens": 2, "total_tokens": 4}),
+    ]
+
+
+def test_a_200_html_page_is_a_protocol_error_not_an_empty_answer(fake):
+    fake.push(hostile("html_page"))
+    with pytest.raises(UpstreamProtocolError, match=r"\(text/html\) ended without any event"):
+        list(make_factory(fake)().stream(REQUEST))
 
 
 def test_read_timeout(fake):
