@@ -39,6 +39,7 @@ protocol error, not an empty answer (an HTML page from a proxy, binary).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Iterator
@@ -128,8 +129,22 @@ class ChatChunkDecoder:
             )
         media = headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if media == "application/json":
-            return self.completion(chunks)
+            return self._json_or_events(chunks, media)
         return self.tokens(chunks, media)
+
+    def _json_or_events(self, chunks: Iterable[bytes], media: str) -> Iterator[str]:
+        """A whole completion if the body starts as JSON (``{`` or ``[``); an
+        event stream labelled ``application/json`` (a mislabelling server) otherwise."""
+        rest = iter(chunks)
+        first = b""
+        for first in rest:
+            if first.strip():
+                break
+        body = itertools.chain((first,), rest)
+        if first.lstrip()[:1] in (b"{", b"["):
+            yield from self.completion(body)
+        else:
+            yield from self.tokens(body, media)
 
     def tokens(self, chunks: Iterable[bytes], media: str = "") -> Iterator[str]:
         """Yield the text deltas of the raw body ``chunks``, in order.

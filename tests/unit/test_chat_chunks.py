@@ -239,6 +239,14 @@ def test_a_json_answer_that_is_not_a_completion_is_an_error(data, error, match):
         body_of({"content-type": "application/json"}, [data])
 
 
+def test_an_event_stream_labelled_json_is_still_read_as_events():
+    data = chunk({"content": "a"}) + chunk({"content": "b"}) + b"data: [DONE]\n\n"
+    tokens, decoder = body_of({"content-type": "application/json"}, [b"", data[:3], data[3:]])
+    assert tokens == ["a", "b"] and decoder.done
+    tokens, decoder = body_of({"content-type": "application/json"}, [b"\n  ", completion()])
+    assert tokens == ["Hello"]
+
+
 def test_a_json_answer_is_capped_too():
     with pytest.raises(UpstreamProtocolError, match="MAX_RESPONSE_BYTES"):
         body_of({"content-type": "application/json"}, [completion()], max_response_bytes=20)
