@@ -177,16 +177,23 @@ class ChatChunkDecoder:
     def completion(self, chunks: Iterable[bytes]) -> Iterator[str]:
         """Yield the text of a whole JSON chat completion (the upstream did not stream).
 
-        The body is read up to the response cap, then its ``choices[*].message``
-        give the text, as one token per choice.
+        The whole body is one event, so it is read up to the event cap; then
+        its ``choices[*].message`` give the text, as one token per choice.
 
         :raises UpstreamProtocolError: a bound was exceeded, or it is not a chat completion.
         :raises UpstreamInvalidJSON: the body is not JSON.
         :raises UpstreamError: the upstream sent an ``error`` object.
         """
-        data = b"".join(self._capped(chunks))
+        data = bytearray()
+        for chunk in self._capped(chunks):
+            data += chunk
+            if len(data) > self.max_event_bytes:
+                raise UpstreamProtocolError(
+                    f"The model server sent a JSON answer longer than {self.max_event_bytes} "
+                    "bytes (CHATSTREAM_OPENAI_MAX_EVENT_BYTES); it was not read."
+                )
         try:
-            whole: Any = jiter.from_json(data)
+            whole: Any = jiter.from_json(bytes(data))
         except ValueError:
             raise UpstreamInvalidJSON(
                 "The model server sent a JSON response that is not valid JSON."

@@ -250,3 +250,9 @@ def test_an_event_stream_labelled_json_is_still_read_as_events():
 def test_a_json_answer_is_capped_too():
     with pytest.raises(UpstreamProtocolError, match="MAX_RESPONSE_BYTES"):
         body_of({"content-type": "application/json"}, [completion()], max_response_bytes=20)
+    # It is one event: the event cap applies, while it is read.
+    decoder = ChatChunkDecoder(max_event_bytes=64, max_response_bytes=1 << 30)
+    pieces = iter([completion()[:40], completion()[40:], b" " * (1 << 20)])
+    with pytest.raises(UpstreamProtocolError, match="JSON answer longer than 64 bytes"):
+        list(decoder.body({"content-type": "application/json"}, pieces))
+    assert next(pieces) == b" " * (1 << 20)  # never read
