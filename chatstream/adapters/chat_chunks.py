@@ -71,6 +71,7 @@ class ChatChunkDecoder:
     :param max_response_bytes: cap on the whole body.
     :param pause: called every ``pause_every`` bytes read (hand the hub back).
     :param pause_every: bytes between two ``pause()`` calls.
+    :param on_finish: called when the first ``finish_reason`` comes.
     """
 
     __slots__ = (
@@ -86,6 +87,8 @@ class ChatChunkDecoder:
         "_data_size",
         "_cr",
         "_seen_data",
+        "finished",
+        "on_finish",
     )
 
     def __init__(
@@ -95,6 +98,7 @@ class ChatChunkDecoder:
         max_response_bytes: int,
         pause: Callable[[], None] = _no_pause,
         pause_every: int = 65_536,
+        on_finish: Callable[[], None] = _no_pause,
     ) -> None:
         self.max_event_bytes = max_event_bytes
         self.max_response_bytes = max_response_bytes
@@ -106,6 +110,10 @@ class ChatChunkDecoder:
         self.usage: dict[str, int] | None = None
         #: ``[DONE]`` was received.
         self.done = False
+        #: A ``finish_reason`` was received: the answer's text is complete.
+        self.finished = False
+        #: Called once, when the first ``finish_reason`` comes.
+        self.on_finish = on_finish
         self._pending = bytearray()  # the unfinished last line
         self._data: list[bytes] = []  # data lines of the current event
         self._data_size = 0
@@ -339,6 +347,9 @@ class ChatChunkDecoder:
     def _finish(self, finish: Any) -> None:
         if finish:
             self.reason = _FINISH.get(finish, "stop") if type(finish) is str else "stop"
+            if not self.finished:
+                self.finished = True
+                self.on_finish()
 
 
 def _int(value: Any) -> int:

@@ -62,6 +62,10 @@ _USAGE = {"include_usage": True}
 #: Bounds on reading the rest of a body after ``[DONE]`` (see ``_drain``).
 DRAIN_S = 0.1
 DRAIN_BYTES = 65_536
+#: How long the rest (usage, ``[DONE]``) may take once a ``finish_reason``
+#: came; past it, or if the connection drops meanwhile, the answer ends as
+#: finished (see ``_after_finish``).
+FINISH_GRACE_S = 2.0
 
 
 class OpenAIChatAdapter:
@@ -71,6 +75,7 @@ class OpenAIChatAdapter:
         self._factory = factory
         self._response: Any = None
         self._closed = False
+        self._grace: Any = None  # the sleeper of the after-finish watchdog
 
     def stream(self, request: GenerationRequest) -> Iterator[str | Finish]:
         shards = self._factory.shards
@@ -101,7 +106,10 @@ class OpenAIChatAdapter:
             raise
         self._response = response
         driver = request.driver
-        decoder = factory.decoder(pause=functools.partial(driver.sleep, 0))
+        decoder = factory.decoder(
+            pause=functools.partial(driver.sleep, 0),
+            on_finish=functools.partial(self._after_finish, request),
+        )
         try:
             if self._closed:
                 return
@@ -117,12 +125,37 @@ class OpenAIChatAdapter:
         except Exception as exc:
             if self._closed:  # our own close() interrupted the read
                 return
-            if isinstance(exc, openai.APIError) or is_transport_error(exc):
+            if decoder.finished and is_transport_error(exc):
+                # The text was complete; only usage and [DONE] are missing.
+                log.warning("upstream stopped after finish_reason: %s", type(exc).__name__)
+            elif isinstance(exc, openai.APIError) or is_transport_error(exc):
                 raise translate(exc, streaming=True) from exc
-            raise
+            else:
+                raise
         finally:
+            if self._grace is not None:
+                self._grace.interrupt()
             response.close()
         yield Finish(decoder.reason, decoder.usage)
+
+    def _after_finish(self, request: GenerationRequest) -> None:
+        """A ``finish_reason`` came: give the rest :data:`FINISH_GRACE_S`.
+
+        OpenAI sends the usage chunk and ``[DONE]`` right after it. An
+        upstream that sends neither and holds the connection would otherwise
+        turn a complete answer into ``upstream_timeout`` after the read
+        timeout (60 s by default). The watchdog closes the response instead,
+        and the answer ends as finished, without usage.
+        """
+        driver = request.driver
+        sleeper = self._grace = driver.sleeper()
+        response = self._response
+
+        def watchdog() -> None:
+            if not sleeper.sleep(FINISH_GRACE_S):
+                response.close()
+
+        driver.spawn(watchdog)
 
     def _drain(self, body: Iterator[bytes], request: GenerationRequest) -> None:
         """Read what follows ``[DONE]`` (the body's last chunk), so the

@@ -108,6 +108,8 @@ HostileMode = Literal[
     "gzip_body",
     "json_completion",
     "html_page",
+    "finish_then_hang",
+    "finish_then_drop",
 ]
 
 
@@ -127,7 +129,10 @@ class HostileScenario:
     the client asked for ``identity``; ``json_completion``: a whole,
     non-streamed chat completion (``application/json``, content
     ``Hello there``), as a server that ignores ``stream`` sends;
-    ``html_page``: a ``200`` HTML error page, as a misconfigured proxy sends.
+    ``html_page``: a ``200`` HTML error page, as a misconfigured proxy sends;
+    ``finish_then_hang``: tokens ``a``, ``b``, a ``finish_reason: stop`` chunk,
+    then neither usage nor ``[DONE]`` and the connection held open;
+    ``finish_then_drop``: the same, then a FIN without the body's last chunk.
     The writer stops at
     ``max_bytes`` or ``max_s``, or as soon as the client closes.
     """
@@ -445,6 +450,14 @@ class _Handler(BaseHTTPRequestHandler):
                 send(self._frame(b"data: [DONE]\n\n") + b"0\r\n\r\n")
             elif mode == "done_at_once":
                 send(self._frame(b"data: [DONE]\n\n") + b"0\r\n\r\n")
+            elif mode in ("finish_then_hang", "finish_then_drop"):
+                finish = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+                send(token("a") + token("b"))
+                send(self._frame(b"data: " + json.dumps(finish).encode() + b"\n\n"))
+                if mode == "finish_then_drop":
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                else:
+                    self._pause(plan.max_s, record)
             elif mode == "close_mid_chunk":
                 send(token("a"))
                 send(b"64\r\n" + b'data: {"choices":')  # 100 bytes announced, 17 sent

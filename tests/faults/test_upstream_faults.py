@@ -177,6 +177,17 @@ def test_a_body_that_is_no_event_stream_is_an_error_not_an_empty_answer(
     assert what in events[-1].data["message"]
 
 
+@pytest.mark.parametrize("mode", ["finish_then_hang", "finish_then_drop"])
+def test_an_upstream_that_stops_after_finish_reason_still_ends(fake, server, client, mode):
+    # Before: a complete answer, then upstream_timeout after the read timeout
+    # (hang) or upstream_dropped (drop). Now it ends as finished, without usage.
+    events, record = run_hostile(fake, server, client, hostile(mode))
+    assert text_of(events) == "ab"
+    assert events[-1].event == "end" and events[-1].data["finish_reason"] == "stop"
+    if mode == "finish_then_hang":
+        assert record.client_closed.wait(10)  # we hung up, after FINISH_GRACE_S
+
+
 def test_a_server_that_ignores_stream_still_answers(fake, server, client):
     events, _ = run_hostile(fake, server, client, hostile("json_completion"))
     assert text_of(events) == "Hello there"

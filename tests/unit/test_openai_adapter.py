@@ -155,6 +155,23 @@ def test_a_200_html_page_is_a_protocol_error_not_an_empty_answer(fake):
         list(make_factory(fake)().stream(REQUEST))
 
 
+@pytest.mark.parametrize("mode", ["finish_then_hang", "finish_then_drop"])
+def test_an_upstream_that_stops_after_finish_reason_ends_the_answer_finished(fake, mode):
+    # The text is complete once finish_reason came; only usage and [DONE] are
+    # missing. Before, a hang became upstream_timeout after the read timeout
+    # (30 s here) and a drop upstream_dropped. Now: end, without usage, after
+    # at most FINISH_GRACE_S.
+    # Under threads, httpcore's blocked read is not woken by a close from
+    # another thread (gevent's is): with the httpx transport the read timeout
+    # (3 s here) ends the hang, also as finished.
+    timeout = 3 if fake.http == "httpx" else 30
+    fake.push(hostile(mode))
+    factory = make_factory(fake, OPENAI_TIMEOUT_S=timeout, OPENAI_MAX_RETRIES=0)
+    assert list(factory().stream(REQUEST)) == ["a", "b", Finish("stop", None)]
+    if mode == "finish_then_hang":
+        assert fake.responses[-1].client_closed.wait(10)  # we hung up
+
+
 def test_read_timeout(fake):
     fake.push(stall(30))
     with pytest.raises(UpstreamTimeout):
