@@ -71,7 +71,8 @@ class ChatChunkDecoder:
     :param max_response_bytes: cap on the whole body.
     :param pause: called every ``pause_every`` bytes read (hand the hub back).
     :param pause_every: bytes between two ``pause()`` calls.
-    :param on_finish: called when the first ``finish_reason`` comes.
+    :param on_finish: called once, before reading on, when a ``finish_reason``
+        came but ``[DONE]`` did not come in the same chunk.
     """
 
     __slots__ = (
@@ -112,7 +113,7 @@ class ChatChunkDecoder:
         self.done = False
         #: A ``finish_reason`` was received: the answer's text is complete.
         self.finished = False
-        #: Called once, when the first ``finish_reason`` comes.
+        #: Called once, when a chunk held a ``finish_reason`` but not ``[DONE]``.
         self.on_finish = on_finish
         self._pending = bytearray()  # the unfinished last line
         self._data: list[bytes] = []  # data lines of the current event
@@ -167,6 +168,11 @@ class ChatChunkDecoder:
             yield from self._events(self._lines(chunk))
             if self.done:
                 return
+            if self.finished and self.on_finish is not _no_pause:
+                # The text is complete and the body goes on (usage, [DONE]):
+                # tell the caller once, before waiting for more.
+                on_finish, self.on_finish = self.on_finish, _no_pause
+                on_finish()
         if self._cr:  # the body ended on a CR: it was a line end after all
             self._cr = False
             yield from self._events(self._lines(b"\n"))
@@ -347,9 +353,7 @@ class ChatChunkDecoder:
     def _finish(self, finish: Any) -> None:
         if finish:
             self.reason = _FINISH.get(finish, "stop") if type(finish) is str else "stop"
-            if not self.finished:
-                self.finished = True
-                self.on_finish()
+            self.finished = True
 
 
 def _int(value: Any) -> int:

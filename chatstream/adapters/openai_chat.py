@@ -139,7 +139,7 @@ class OpenAIChatAdapter:
         yield Finish(decoder.reason, decoder.usage)
 
     def _after_finish(self, request: GenerationRequest) -> None:
-        """A ``finish_reason`` came: give the rest :data:`FINISH_GRACE_S`.
+        """A ``finish_reason`` came without ``[DONE]``: give the rest :data:`FINISH_GRACE_S`.
 
         OpenAI sends the usage chunk and ``[DONE]`` right after it. An
         upstream that sends neither and holds the connection would otherwise

@@ -256,3 +256,21 @@ def test_a_json_answer_is_capped_too():
     with pytest.raises(UpstreamProtocolError, match="JSON answer longer than 64 bytes"):
         list(decoder.body({"content-type": "application/json"}, pieces))
     assert next(pieces) == b" " * (1 << 20)  # never read
+
+
+def test_on_finish_is_called_once_when_the_body_goes_on_after_finish_reason():
+    calls = []
+    decoder = ChatChunkDecoder(
+        max_event_bytes=1 << 20, max_response_bytes=1 << 30, on_finish=lambda: calls.append(1)
+    )
+    usage = chunk(usage={"total_tokens": 1}, choices=False)
+    pieces = [chunk({"content": "a"}), chunk({}, "stop"), usage]
+    assert list(decoder.tokens(iter(pieces))) == ["a"]
+    assert calls == [1] and decoder.finished and decoder.reason == "stop"
+    # finish_reason and [DONE] in one chunk (the common case): never called.
+    decoder = ChatChunkDecoder(
+        max_event_bytes=1 << 20, max_response_bytes=1 << 30, on_finish=lambda: calls.append(2)
+    )
+    whole = chunk({"content": "a"}) + chunk({}, "stop") + b"data: [DONE]\n\n"
+    assert list(decoder.tokens([whole])) == ["a"]
+    assert calls == [1] and decoder.done
