@@ -60,7 +60,7 @@ _USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
 _STREAM_ERROR = "An error occurred during streaming"  # the SDK's fallback message
 
 
-def _no_pause() -> None:
+def _nothing() -> None:
     pass
 
 
@@ -97,9 +97,9 @@ class ChatChunkDecoder:
         *,
         max_event_bytes: int,
         max_response_bytes: int,
-        pause: Callable[[], None] = _no_pause,
+        pause: Callable[[], None] = _nothing,
         pause_every: int = 65_536,
-        on_finish: Callable[[], None] = _no_pause,
+        on_finish: Callable[[], None] = _nothing,
     ) -> None:
         self.max_event_bytes = max_event_bytes
         self.max_response_bytes = max_response_bytes
@@ -168,10 +168,10 @@ class ChatChunkDecoder:
             yield from self._events(self._lines(chunk))
             if self.done:
                 return
-            if self.finished and self.on_finish is not _no_pause:
+            if self.finished and self.on_finish is not _nothing:
                 # The text is complete and the body goes on (usage, [DONE]):
                 # tell the caller once, before waiting for more.
-                on_finish, self.on_finish = self.on_finish, _no_pause
+                on_finish, self.on_finish = self.on_finish, _nothing
                 on_finish()
         if self._cr:  # the body ended on a CR: it was a line end after all
             self._cr = False
@@ -216,22 +216,12 @@ class ChatChunkDecoder:
             raise UpstreamProtocolError(
                 "The model server sent a JSON response that is not a JSON object."
             )
-        self._error_or_usage(whole)
-        choices = whole.get("choices")
-        if type(choices) is not list:
+        if not whole.get("error") and type(whole.get("choices")) is not list:
             raise UpstreamProtocolError(
                 "The model server answered with JSON that is not a chat completion (no choices)."
             )
         self.done = True
-        for choice in choices:
-            if type(choice) is not dict:
-                continue
-            message = choice.get("message")
-            if type(message) is dict:
-                content = message.get("content")
-                if content and type(content) is str:
-                    yield content
-            self._finish(choice.get("finish_reason"))
+        yield from self._texts(whole, "message")
 
     def _capped(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
         """``chunks``, under the response cap, pausing every ``pause_every`` bytes."""
@@ -327,33 +317,33 @@ class ChatChunkDecoder:
             raise UpstreamProtocolError(
                 "The model server sent a stream chunk that is not a JSON object."
             )
-        self._error_or_usage(chunk)
-        choices = chunk.get("choices")
-        if type(choices) is not list:
-            return
-        for choice in choices:
-            if type(choice) is not dict:
-                continue
-            delta = choice.get("delta")
-            if type(delta) is dict:
-                content = delta.get("content")
-                if content and type(content) is str:
-                    yield content
-            self._finish(choice.get("finish_reason"))
+        return self._texts(chunk, "delta")
 
-    def _error_or_usage(self, chunk: dict[str, Any]) -> None:
+    def _texts(self, chunk: dict[str, Any], key: str) -> Iterator[str]:
+        """The text of each choice's ``key`` (``delta`` streamed, ``message``
+        whole); records usage and finish reason, raises an ``error`` object."""
         error = chunk.get("error")
         if error:
             message = error.get("message") if type(error) is dict else None
             raise stream_error(message if isinstance(message, str) and message else _STREAM_ERROR)
         usage = chunk.get("usage")
         if type(usage) is dict:
-            self.usage = {key: _int(usage.get(key)) for key in _USAGE_KEYS}
-
-    def _finish(self, finish: Any) -> None:
-        if finish:
-            self.reason = _FINISH.get(finish, "stop") if type(finish) is str else "stop"
-            self.finished = True
+            self.usage = {name: _int(usage.get(name)) for name in _USAGE_KEYS}
+        choices = chunk.get("choices")
+        if type(choices) is not list:
+            return
+        for choice in choices:
+            if type(choice) is not dict:
+                continue
+            part = choice.get(key)
+            if type(part) is dict:
+                content = part.get("content")
+                if content and type(content) is str:
+                    yield content
+            finish = choice.get("finish_reason")
+            if finish:
+                self.reason = _FINISH.get(finish, "stop") if type(finish) is str else "stop"
+                self.finished = True
 
 
 def _int(value: Any) -> int:

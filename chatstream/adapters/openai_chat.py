@@ -39,6 +39,7 @@ from typing import Any
 
 import openai
 
+from ..concurrency import Sleeper
 from .base import Finish
 from .base import GenerationRequest
 from .base import reject_options
@@ -75,7 +76,7 @@ class OpenAIChatAdapter:
         self._factory = factory
         self._response: Any = None
         self._closed = False
-        self._grace: Any = None  # the sleeper of the after-finish watchdog
+        self._grace: Sleeper | None = None  # the after-finish watchdog's
 
     def stream(self, request: GenerationRequest) -> Iterator[str | Finish]:
         shards = self._factory.shards
@@ -147,15 +148,20 @@ class OpenAIChatAdapter:
         timeout (60 s by default). The watchdog closes the response instead,
         and the answer ends as finished, without usage.
         """
-        driver = request.driver
-        sleeper = self._grace = driver.sleeper()
+        self._grace = self._close_after(FINISH_GRACE_S, request)
+
+    def _close_after(self, seconds: float, request: GenerationRequest) -> Sleeper:
+        """Close the response in ``seconds`` unless the returned sleeper is
+        interrupted first (a watchdog greenlet or thread)."""
+        sleeper = request.driver.sleeper()
         response = self._response
 
         def watchdog() -> None:
-            if not sleeper.sleep(FINISH_GRACE_S):
+            if not sleeper.sleep(seconds):
                 response.close()
 
-        driver.spawn(watchdog)
+        request.driver.spawn(watchdog)
+        return sleeper
 
     def _drain(self, body: Iterator[bytes], request: GenerationRequest) -> None:
         """Read what follows ``[DONE]`` (the body's last chunk), so the
@@ -168,15 +174,7 @@ class OpenAIChatAdapter:
         a watchdog closes the response after :data:`DRAIN_S` (as the SDK's
         async client bounds its own drain) and at most :data:`DRAIN_BYTES` are read.
         """
-        driver = request.driver
-        sleeper = driver.sleeper()
-        response = self._response
-
-        def watchdog() -> None:
-            if not sleeper.sleep(DRAIN_S):
-                response.close()
-
-        driver.spawn(watchdog)
+        sleeper = self._close_after(DRAIN_S, request)
         drained = 0
         try:
             for chunk in body:
