@@ -52,9 +52,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from . import config
     from .errors import register_error_handlers
     from .extension import Chatstream
+    from .session import CachedSerializerSessionInterface
     from .submission import StrictJSONProvider
 
     app = Flask(__name__, static_folder=None)
+    # Flask opens its own session on every request: build its serializer once.
+    app.session_interface = CachedSerializerSessionInterface()
     config.load_environment(app.config)
     if test_config:
         app.config.from_mapping(config.namespaced(test_config))

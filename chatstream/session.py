@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 from typing import cast
 
+import orjson
 from flask import Flask
 from flask import Response
 from flask import current_app
@@ -31,27 +32,18 @@ from werkzeug.local import LocalProxy
 from .errors import ConfigError
 
 
-class CookieSessionInterface(SecureCookieSessionInterface):
-    """Flask's signed cookie session under chatstream's own name and salt.
+class CachedSerializerSessionInterface(SecureCookieSessionInterface):
+    """Flask's signed cookie session, its ``itsdangerous`` serializer built once.
 
-    ``Secure`` whenever the request is HTTPS, ``SameSite=Lax`` unless the app
-    says otherwise. Flask would build a new ``itsdangerous`` serializer twice
-    per request (open and save); that was a third of a prompt POST's CPU. The
-    serializer depends only on the secret keys, so it is built once per key
-    set and reused.
-
-    :param cookie_name: the cookie's name.
+    Flask builds a new serializer on every request, cookie or not (open, and
+    again to save); that was a third of a prompt POST's CPU. The serializer
+    depends only on the secret keys, so it is built once per key set. The
+    standalone app (:func:`chatstream.create_app`) uses this for Flask's own
+    ``session`` too, which chatstream leaves to the host's code.
     """
 
-    salt = "chatstream-session"
-
-    def __init__(self, cookie_name: str) -> None:
-        self.cookie_name = cookie_name
-        self._serializer: Any = None
-        self._serializer_keys: Any = None
-
-    def get_cookie_name(self, app: Flask) -> str:
-        return self.cookie_name
+    _serializer: Any = None
+    _serializer_keys: Any = None
 
     def get_signing_serializer(self, app: Flask) -> Any:
         keys = (app.secret_key, app.config.get("SECRET_KEY_FALLBACKS"))
@@ -59,6 +51,43 @@ class CookieSessionInterface(SecureCookieSessionInterface):
             self._serializer = super().get_signing_serializer(app)
             self._serializer_keys = keys
         return self._serializer
+
+
+class PlainJSON:
+    """The session payload as plain JSON, by ``orjson``, keys sorted.
+
+    chatstream's session holds only strings and lists of strings, for which
+    Flask's tagged JSON (``flask.json.tag``) writes exactly this text, so
+    cookies issued before still load. The tagged serializer walks every value
+    in Python: 40 µs to write a session of 16 stream ids, against under 1 µs.
+    """
+
+    @staticmethod
+    def dumps(value: Any) -> str:  # str: Flask sets the signed text as the cookie
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
+    @staticmethod
+    def loads(data: str | bytes) -> Any:
+        return orjson.loads(data)
+
+
+class CookieSessionInterface(CachedSerializerSessionInterface):
+    """chatstream's signed cookie session: its own name and salt, plain JSON.
+
+    ``Secure`` whenever the request is HTTPS, ``SameSite=Lax`` unless the app
+    says otherwise.
+
+    :param cookie_name: the cookie's name.
+    """
+
+    salt = "chatstream-session"
+    serializer = PlainJSON()  # type: ignore[assignment]
+
+    def __init__(self, cookie_name: str) -> None:
+        self.cookie_name = cookie_name
+
+    def get_cookie_name(self, app: Flask) -> str:
+        return self.cookie_name
 
     def get_cookie_secure(self, app: Flask) -> bool:
         return bool(app.config["SESSION_COOKIE_SECURE"]) or request.is_secure

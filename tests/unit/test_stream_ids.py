@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from itsdangerous import URLSafeTimedSerializer
 
 from chatstream import event_ids
 from chatstream import sse
@@ -212,3 +213,59 @@ def test_the_post_form_claims_its_stream(client):
     post(client, 2, Accept="text/event-stream")
     b = post(client, 3).json["id"]
     assert client.get("/api/streaming").headers["X-Stream-Id"] == b
+
+
+def test_a_cookie_in_flasks_tagged_json_still_loads(client, app):
+    """Sessions are written as plain JSON now; cookies issued before still resume."""
+    from flask.json.tag import TaggedJSONSerializer
+
+    stream_id = post(client, 2).json["id"]
+    serializer = app.extensions["chatstream"].session_interface.get_signing_serializer(app)
+    old_style = URLSafeTimedSerializer(
+        app.secret_key,
+        salt=serializer.salt,
+        serializer=TaggedJSONSerializer(),
+        signer_kwargs=serializer.signer_kwargs,
+    ).dumps({"streams": [stream_id], "claimed": []})
+    fresh = app.test_client()
+    fresh.set_cookie("chatstream_session", old_style)
+    assert tokens(fresh.get("/api/streaming").data) == numbers(2)
+    assert serializer.loads(old_style) == {"streams": [stream_id], "claimed": []}
+
+
+@pytest.mark.parametrize(
+    ("accept", "streams"),
+    [
+        ("text/event-stream", True),
+        ("TEXT/EVENT-STREAM", True),
+        ("text/*", True),
+        ("application/json, text/event-stream;q=0.5", False),
+        ("*/*", False),
+        ("application/json", False),
+        ("", False),
+    ],
+)
+def test_the_post_streams_only_when_accept_prefers_it(client, accept, streams):
+    response = post(client, 2, Accept=accept)
+    if streams:
+        assert response.status_code == 200
+        assert response.mimetype == "text/event-stream"
+        assert tokens(response.data) == numbers(2)
+    else:
+        assert response.status_code == 202
+        assert response.json["id"]
+
+
+def test_flasks_own_session_still_works_in_the_standalone_app(app):
+    """The standalone app caches Flask's session serializer; host code may use the session."""
+    from flask import session
+
+    @app.get("/count")
+    def count():
+        session["n"] = session.get("n", 0) + 1
+        return {"n": session["n"]}
+
+    browser = app.test_client()
+    assert [browser.get("/count").json["n"] for _ in range(3)] == [1, 2, 3]
+    app.secret_key = "rotated"  # a new key: the old cookie no longer verifies
+    assert browser.get("/count").json["n"] == 1
