@@ -226,11 +226,15 @@ def test_a_cookie_in_flasks_tagged_json_still_loads(client, app):
         salt=serializer.salt,
         serializer=TaggedJSONSerializer(),
         signer_kwargs=serializer.signer_kwargs,
-    ).dumps({"streams": [stream_id], "claimed": []})
+    ).dumps({"streams": [stream_id], "claimed": [], "_permanent": True})
     fresh = app.test_client()
     fresh.set_cookie("chatstream_session", old_style)
     assert tokens(fresh.get("/api/streaming").data) == numbers(2)
-    assert serializer.loads(old_style) == {"streams": [stream_id], "claimed": []}
+    assert serializer.loads(old_style) == {
+        "streams": [stream_id],
+        "claimed": [],
+        "_permanent": True,
+    }
 
 
 @pytest.mark.parametrize(
