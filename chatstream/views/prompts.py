@@ -37,10 +37,6 @@ bp = api
 
 
 def _wants_event_stream() -> bool:
-    # Only ``text/event-stream`` or ``text/*`` can prefer the stream (``*/*``
-    # ties and goes to JSON): without ``text/`` there is no Accept to parse.
-    if "text/" not in request.headers.get("Accept", "").lower():
-        return False
     best = request.accept_mimetypes.best_match(["application/json", "text/event-stream"])
     return best == "text/event-stream"
 

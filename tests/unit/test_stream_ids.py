@@ -245,6 +245,9 @@ def test_a_cookie_in_flasks_tagged_json_still_loads(client, app):
         ("text/*", True),
         ("application/json, text/event-stream;q=0.5", False),
         ("*/*", False),
+        # No ``text/`` in the header, yet JSON is ruled out or ranked lower:
+        ("*/*, application/json;q=0.5", True),
+        ("application/json;q=0, */*", True),
         ("application/json", False),
         ("", False),
     ],
