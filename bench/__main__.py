@@ -5,7 +5,7 @@ Examples::
     python -m bench                      # everything, two runs each (~20 min)
     python -m bench --quick              # smoke check, one run, small N (~1-2 min)
     python -m bench -s S1-1000 S3 -t node fastapi --runs 2
-    python -m bench --upstream           # U1-100/500/1000 and U2: the openai adapter vs SDK peers
+    python -m bench --upstream           # U1-100 ... U1-3000, U2: the openai adapter vs SDK peers
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--upstream",
         action="store_true",
-        help="only the upstream scenarios (U1-100/500/1000, U2; issue 11)",
+        help="only the upstream scenarios (U1-100/500/1000/3000, U2; issue 11)",
     )
     p.add_argument(
         "--attempts",

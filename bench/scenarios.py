@@ -147,7 +147,7 @@ def upstream_scenarios(quick: bool) -> list[Scenario]:
     """The upstream scenarios of issue 11 (``--quick``: U1-100 and a short U2)."""
     if quick:
         return [_u1(100), _u2(20, 200)]
-    return [_u1(100), _u1(500), _u1(1000), _u2(20, 1000)]
+    return [_u1(100), _u1(500), _u1(1000), _u1(3000), _u2(20, 1000)]
 
 
 def all_scenarios(quick: bool) -> list[Scenario]:

@@ -19,6 +19,28 @@ gunicorn's own ``GeventWorker`` with two guards that gunicorn has no setting for
   e.g. nginx ``limit_conn``), and peers in gunicorn's ``forwarded_allow_ips``
   (default loopback: a local proxy, the tests, the benchmark) are exempt.
 
+With start pacing on (``CHATSTREAM_START_MAX_LAG_MS``: the openai adapter's
+default), which puts the streams already running before new work, the worker
+applies the same order to the requests themselves:
+
+* **One new connection per turn of the event loop**, as gunicorn's own gevent
+  worker does whenever there are several workers (gevent's server accepts up
+  to 100 per turn); the others wait in the kernel's accept queue.
+* **At most** :data:`REQUESTS_PER_TURN` **requests start per turn**
+  (:class:`TurnGate`); the others wait, in arrival order, for later turns.
+
+Why: gevent runs everything that became ready in one turn before the next
+turn, and the reader wake-ups, timers and upstream reads of running streams
+only come around between turns. A request costs about a millisecond of CPU,
+so in an arrival burst (thousands of requests in a second) a single turn grew
+to seconds, each turn longer than the last, and the streams already running
+got no token until the burst had been served: 3.5 s at bench U1-3000 and
+1–2 s in ``tests/faults/test_arrival_burst.py``, where pacing promises they keep
+their pace. With both bounds a turn holds a few milliseconds of request
+work (bench/README, seventh pass). Without pacing (the demo's default) the
+worker keeps gevent's order: the demo trades the other way, for first
+tokens sooner and more tokens per write under overload.
+
 What one worker cannot do alone: a client spread over more addresses than
 ``worker_connections / cap`` can still fill the worker, each connection for
 up to the header timeout (or ``keepalive`` after one complete request). A
@@ -37,10 +59,13 @@ from __future__ import annotations
 import ipaddress
 import time
 from collections import Counter
+from collections import deque
 from typing import Any
 
 import gevent
 from gevent import getcurrent
+from gevent.hub import Waiter
+from gevent.server import StreamServer
 from gunicorn import util
 from gunicorn.workers.ggevent import GeventWorker
 
@@ -49,7 +74,13 @@ DEFAULTS: dict[str, Any] = {
     "CHATSTREAM_HEADER_TIMEOUT_S": 10.0,
     "CHATSTREAM_MAX_CONNECTIONS_PER_ADDRESS": 100,
     "CHATSTREAM_PROXY_FIX": None,
+    "CHATSTREAM_START_MAX_LAG_MS": 0,
 }
+
+#: Requests that may start per turn of the event loop while pacing is on: a
+#: request is about a millisecond of CPU, so a turn keeps a few milliseconds of
+#: request work and running streams come around at least that often.
+REQUESTS_PER_TURN = 2
 
 _BODY = (
     b'{"error": {"code": "too_many_connections", '
@@ -67,6 +98,63 @@ REFUSAL = (
 #: Seconds between two log lines about refusals from one address (an attack
 #: refuses thousands a second; one line each would flood the log).
 LOG_EVERY_S = 10.0
+
+
+class TurnGate:
+    """At most ``per_turn`` callers pass per turn of the gevent loop; the rest wait in order.
+
+    gevent has no priority between greenlets: everything that became ready
+    in a turn runs before the next, so a burst of requests makes one long
+    turn. Each request handler calls :meth:`wait` first. While this turn's
+    budget lasts it returns at once (a quiet loop turns often, so nothing
+    waits); past it the handler queues, and a zero timer, which fires in the
+    next turn, lets the next ``per_turn`` go. Written by hand: gevent's
+    semaphores and pools bound how many run at once, not how many start per turn.
+    """
+
+    def __init__(self, per_turn: int) -> None:
+        self.per_turn = per_turn
+        self._waiting: deque[Waiter] = deque()
+        self._turn = -1
+        self._passed = 0
+        self._timer: Any = None
+
+    def wait(self) -> None:
+        loop = gevent.get_hub().loop
+        if not self._waiting and self._pass(loop):
+            return
+        waiter = Waiter()
+        self._waiting.append(waiter)
+        self._schedule(loop)
+        try:
+            waiter.get()
+        except BaseException:  # killed while waiting (shutdown): leave the line
+            if waiter in self._waiting:
+                self._waiting.remove(waiter)
+            raise
+
+    def _pass(self, loop: Any) -> bool:
+        if loop.iteration != self._turn:
+            self._turn = loop.iteration
+            self._passed = 0
+        if self._passed < self.per_turn:
+            self._passed += 1
+            return True
+        return False
+
+    def _schedule(self, loop: Any) -> None:
+        if self._timer is None:
+            self._timer = loop.timer(0)
+            self._timer.start(self._release, loop)
+
+    def _release(self, loop: Any) -> None:  # in the hub, a later turn
+        self._timer.close()
+        self._timer = None
+        waiting = self._waiting
+        while waiting and self._pass(loop):
+            waiting.popleft().switch(None)  # runs the handler until it waits
+        if waiting:
+            self._schedule(loop)
 
 
 def peer_host(addr: Any) -> str | None:
@@ -91,6 +179,10 @@ class GuardedGeventWorker(GeventWorker):  # type: ignore[misc]
         self._fresh: set[Any] = set()
         self._trusted: list[Any] = []
         self._trust_all = False
+        #: With start pacing: connections accepted per turn (else gevent's default)...
+        self.max_accept: int | None = None
+        #: ...and the gate every request passes before it is handled.
+        self.gate: TurnGate | None = None
 
     def load_wsgi(self) -> None:
         super().load_wsgi()
@@ -102,6 +194,23 @@ class GuardedGeventWorker(GeventWorker):  # type: ignore[misc]
         allowed = list(self.cfg.forwarded_allow_ips)
         self._trust_all = "*" in allowed
         self._trusted = [ipaddress.ip_network(a, strict=False) for a in allowed if a != "*"]
+        if config["CHATSTREAM_START_MAX_LAG_MS"]:
+            self.max_accept = 1
+            self.gate = TurnGate(REQUESTS_PER_TURN)
+
+    def run(self) -> None:
+        if self.max_accept is not None:
+            # gunicorn builds its servers inside ``run`` and keeps no handle on
+            # them, so the class default is what can be set: this process
+            # serves one app, and gunicorn itself sets 1 on each instance when
+            # there are several workers.
+            StreamServer.max_accept = self.max_accept
+        super().run()
+
+    def handle_request(self, *args: Any) -> Any:
+        if self.gate is not None:
+            self.gate.wait()
+        return super().handle_request(*args)
 
     def _guarded(self, host: str | None) -> bool:
         if host is None or not self.max_per_address or self._trust_all:

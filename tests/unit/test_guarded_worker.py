@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 
+import gevent
 import pytest
+from gevent.server import StreamServer
 from gunicorn.config import Config
+from gunicorn.workers.ggevent import GeventWorker
 
 from chatstream import create_app
 from chatstream import guarded_worker
@@ -86,3 +90,54 @@ def test_the_refusal_is_a_complete_json_429():
     assert head.startswith(b"HTTP/1.1 429 ") and b"Connection: close" in head
     assert f"Content-Length: {len(body)}".encode() in head
     assert json.loads(body)["error"]["code"] == "too_many_connections"
+
+
+def test_with_pacing_the_worker_accepts_one_connection_and_starts_few_requests_per_turn():
+    paced = make_worker(create_app({**UNIT_CONFIG, "START_MAX_LAG_MS": 3}))
+    assert paced.max_accept == 1
+    assert paced.gate is not None and paced.gate.per_turn == guarded_worker.REQUESTS_PER_TURN
+    # The demo's default (no pacing), and an app that is not chatstream's: gevent's order.
+    for worker in (make_worker(create_app(UNIT_CONFIG)), make_worker(lambda e, s: [])):
+        assert worker.max_accept is None and worker.gate is None
+
+
+def test_run_sets_the_accept_count_of_the_servers_gunicorn_builds(monkeypatch):
+    monkeypatch.setattr(StreamServer, "max_accept", StreamServer.max_accept)  # restored after
+    monkeypatch.setattr(GeventWorker, "run", lambda self: None)
+    make_worker(create_app(UNIT_CONFIG)).run()
+    assert StreamServer.max_accept == 100  # gevent's default, untouched
+    make_worker(create_app({**UNIT_CONFIG, "START_MAX_LAG_MS": 3})).run()
+    assert StreamServer.max_accept == 1
+
+
+def test_the_turn_gate_lets_a_few_through_per_loop_turn_in_arrival_order():
+    gate = guarded_worker.TurnGate(2)
+    loop = gevent.get_hub().loop
+    passed: list[tuple[int, int]] = []
+
+    def request(n: int) -> None:
+        gate.wait()
+        passed.append((n, loop.iteration))
+
+    # Seven requests become ready in one turn (as handlers do in a burst).
+    greenlets = [gevent.spawn(request, n) for n in range(7)]
+    gevent.joinall(greenlets, timeout=10)
+    assert [n for n, _ in passed] == list(range(7))
+    per_turn = Counter(turn for _, turn in passed)
+    assert max(per_turn.values()) <= 2 and len(per_turn) >= 4
+
+
+def test_a_request_killed_while_it_waits_leaves_the_line():
+    gate = guarded_worker.TurnGate(1)
+    passed: list[int] = []
+
+    def request(n: int) -> None:
+        gate.wait()
+        passed.append(n)
+
+    greenlets = [gevent.spawn(request, n) for n in range(4)]
+    gevent.sleep(0)  # all four have called wait(): one passed, three wait
+    greenlets[1].kill()
+    gevent.joinall(greenlets, timeout=10)
+    assert passed == [0, 2, 3]
+    assert not gate._waiting
