@@ -77,10 +77,12 @@ DEFAULTS: dict[str, Any] = {
     "CHATSTREAM_START_MAX_LAG_MS": 0,
 }
 
-#: Requests that may start per turn of the event loop while pacing is on: a
-#: request is about a millisecond of CPU, so a turn keeps a few milliseconds of
-#: request work and running streams come around at least that often.
-REQUESTS_PER_TURN = 2
+#: Requests that may start per turn of the event loop while pacing is on. A
+#: request is about a millisecond of CPU, so a turn holds at most ~8 ms of
+#: request work, under the 20 ms between two tokens of a 50 tokens/s stream.
+#: Fewer per turn means more, shorter turns: 2 cost ~5% more CPU per token at
+#: bench U1-1000 for no gain in token delay (bench/README, seventh pass).
+REQUESTS_PER_TURN = 8
 
 _BODY = (
     b'{"error": {"code": "too_many_connections", '

@@ -9,7 +9,7 @@ Documented outcome (README, "Failure behaviour"):
 
 * With start pacing on (``CHATSTREAM_START_MAX_LAG_MS``, the openai adapter's
   default), the answer already streaming keeps its pace: the worker accepts
-  one connection and starts at most two requests per turn of its event loop
+  one connection and starts at most eight requests per turn of its event loop
   (``chatstream/guarded_worker.py``), so the stream's tokens come around
   between them. The new prompts are all accepted, their first tokens later.
 * Without pacing (the demo's default) the worker serves the burst first: the
