@@ -29,17 +29,17 @@ applies the same order to the requests themselves:
 * **At most** :data:`REQUESTS_PER_TURN` **requests start per turn**
   (:class:`TurnGate`); the others wait, in arrival order, for later turns.
 
-Why: gevent runs everything that became ready in one turn before the next
-turn, and the reader wake-ups, timers and upstream reads of running streams
-only come around between turns. A request costs about a millisecond of CPU,
-so in an arrival burst (thousands of requests in a second) a single turn grew
-to seconds, each turn longer than the last, and the streams already running
-got no token until the burst had been served: 3.5 s at bench U1-3000 and
-1–2 s in ``tests/faults/test_arrival_burst.py``, where pacing promises they keep
-their pace. With both bounds a turn holds a few milliseconds of request
-work (bench/README, seventh pass). Without pacing (the demo's default) the
-worker keeps gevent's order: the demo trades the other way, for first
-tokens sooner and more tokens per write under overload.
+Why: gevent runs everything that became ready in one turn of its loop before
+the next turn, and a stream's reader is woken through the loop's callback
+queue, in line behind the handler greenlets started there. A request costs
+about a millisecond of CPU, so in an arrival burst (thousands of requests in
+a second) one turn grew to seconds, each longer than the last, and the
+streams already running got no token until the burst had been served: 3.5 s
+at bench U1-3000 and about a second in ``tests/faults/test_arrival_burst.py``,
+where pacing promises they keep their pace. With both bounds a turn holds at
+most about 8 ms of request work (bench/README, seventh pass). Without pacing
+(the demo's default) the worker keeps gevent's order: the demo trades the
+other way, for first tokens sooner and more tokens per write under overload.
 
 What one worker cannot do alone: a client spread over more addresses than
 ``worker_connections / cap`` can still fill the worker, each connection for
