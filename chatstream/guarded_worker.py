@@ -1,4 +1,5 @@
-"""gunicorn's gevent worker, guarded against idle and half-open connections (slowloris).
+"""gunicorn's gevent worker, guarded against idle and half-open connections (slowloris)
+and, with start pacing, against arrival bursts that would stall running streams.
 
 ``chatstream.gunicorn_conf`` names :class:`GuardedGeventWorker` as its worker class. It is
 gunicorn's own ``GeventWorker`` with two guards that gunicorn has no setting for:
