@@ -408,3 +408,83 @@ def test_an_ipv6_loopback_origin_is_reached_without_a_lookup(monkeypatch):
     with client() as http:
         assert http.get(f"http://[::1]:{listener.getsockname()[1]}/").text == "ok"
     listener.close()
+
+
+BODY_READS_UNDER_GEVENT = r"""
+from gevent import monkey
+monkey.patch_all()
+import socket, time
+import gevent
+from chatstream.adapters import upstream_http
+from tests.unit.test_upstream_http import RawServer, client, httpx
+
+timers = []
+read_timer = upstream_http._read_timer
+upstream_http._read_timer = lambda conn: timers.append(read_timer(conn)) or timers[-1]
+
+HEAD = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+def paced(conn, req, n):  # three chunks 0.2 s apart, then the end
+    conn.sendall(HEAD)
+    for piece in (b"a", b"b", b"c"):
+        conn.sendall(b"1\r\n" + piece + b"\r\n")
+        time.sleep(0.2)
+    conn.sendall(b"0\r\n\r\n")
+    return True
+
+def stalls(conn, req, n):  # one chunk, then silence
+    conn.sendall(HEAD + b"1\r\na\r\n")
+    time.sleep(3)
+    return False
+
+server = RawServer(paced)
+with client(read=0.5) as http:
+    for _ in range(2):
+        # The reader dawdles 1 s after each chunk, twice the read timeout:
+        # only a read's own wait counts.
+        with http.stream("GET", server.url) as response:
+            pieces = []
+            for piece in response.iter_raw():
+                pieces.append(piece)
+                gevent.sleep(1.0)
+            assert b"".join(pieces) == b"abc", pieces
+assert server.connections == 1, server.connections  # kept alive and reused
+
+server = RawServer(stalls)
+with client(read=0.3) as http, http.stream("GET", server.url) as response:
+    pieces = response.iter_raw()
+    assert next(pieces) == b"a"
+    started = time.monotonic()
+    try:
+        next(pieces)
+    except httpx.ReadTimeout:
+        waited = time.monotonic() - started
+    assert 0.25 < waited < 2, waited
+
+with client(read=5) as http, http.stream("GET", server.url) as response:
+    pieces = response.iter_raw()
+    assert next(pieces) == b"a"
+    gevent.spawn_later(0.1, response.close)
+    started = time.monotonic()
+    try:
+        next(pieces)
+    except httpx.ReadError:
+        assert time.monotonic() - started < 2
+assert len(timers) == 4 and all(timer is not None for timer in timers), timers
+print("ok")
+"""
+
+
+def test_body_reads_under_gevent_time_out_per_read_and_close_from_another_greenlet():
+    """Under gevent a body read is bounded by one loop timer per response
+    (not a ``gevent.Timeout`` per read): a silent upstream still times out
+    after the read timeout, time the reader spends between reads does not
+    count, the connection is reused after, and a close from another greenlet
+    ends a waiting read."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", BODY_READS_UNDER_GEVENT], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
