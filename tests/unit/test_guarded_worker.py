@@ -141,3 +141,40 @@ def test_a_request_killed_while_it_waits_leaves_the_line():
     gevent.joinall(greenlets, timeout=10)
     assert passed == [0, 2, 3]
     assert not gate._waiting
+
+
+def test_send_first_socket_delivers_small_and_buffer_filling_writes_whole():
+    import gevent.socket
+
+    a, b = gevent.socket.socketpair()
+    a.__class__ = guarded_worker.SendFirstSocket
+    received = bytearray()
+
+    def drain():
+        while data := b.recv(65536):
+            received.extend(data)
+
+    reader = gevent.spawn(drain)
+    big = bytes(range(256)) * 16384  # 4 MiB: more than a socket buffer takes at once
+    a.sendall(b"data: 1\n\n")
+    a.sendall(big)
+    a.sendall(memoryview(b"tail"))
+    a.close()
+    reader.join(timeout=30)
+    b.close()
+    assert bytes(received) == b"data: 1\n\n" + big + b"tail"
+
+
+def test_plain_connections_get_the_send_first_socket(monkeypatch):
+    import gevent.socket
+
+    seen = []
+    monkeypatch.setattr(
+        GeventWorker, "handle", lambda self, listener, client, addr: seen.append(type(client))
+    )
+    worker = make_worker(create_app(UNIT_CONFIG))
+    a, b = gevent.socket.socketpair()
+    worker.handle(None, a, ("127.0.0.1", 5000))
+    assert seen == [guarded_worker.SendFirstSocket]
+    a.close()
+    b.close()
