@@ -488,3 +488,75 @@ def test_body_reads_under_gevent_time_out_per_read_and_close_from_another_greenl
         [sys.executable, "-c", BODY_READS_UNDER_GEVENT], capture_output=True, text=True, timeout=60
     )
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
+
+
+TLS_BODY_READS_UNDER_GEVENT = r"""
+from gevent import monkey
+monkey.patch_all()
+import socket, ssl, sys, threading, time
+import gevent
+from chatstream.adapters import upstream_http
+from tests.unit.test_upstream_http import httpx
+
+cert, key = sys.argv[1], sys.argv[2]
+server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+server_context.load_cert_chain(cert, key)
+listener = socket.create_server(("127.0.0.1", 0))
+port = listener.getsockname()[1]
+
+def serve():
+    while True:
+        raw, _ = listener.accept()
+        threading.Thread(target=answer, args=(raw,), daemon=True).start()
+
+def answer(raw):
+    with server_context.wrap_socket(raw, server_side=True) as conn:
+        while b"\r\n\r\n" not in conn.recv(65536):
+            pass
+        conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n")
+        time.sleep(0.2)
+        conn.sendall(b"1\r\nb\r\n")
+        time.sleep(3)  # then silence
+
+threading.Thread(target=serve, daemon=True).start()
+timers = []
+read_timer = upstream_http._read_timer
+upstream_http._read_timer = lambda conn: timers.append(read_timer(conn)) or timers[-1]
+transport = upstream_http.LlhttpTransport(ssl.create_default_context(cafile=cert), 2, 2)
+with httpx.Client(transport=transport, timeout=httpx.Timeout(5.0, read=0.5)) as http:
+    with http.stream("GET", f"https://127.0.0.1:{port}/") as response:
+        pieces = response.iter_raw()
+        assert next(pieces) == b"a"
+        gevent.sleep(1.0)  # between reads: does not count
+        assert next(pieces) == b"b"
+        started = time.monotonic()
+        try:
+            next(pieces)
+        except httpx.ReadTimeout:
+            waited = time.monotonic() - started
+        assert 0.4 < waited < 2.5, waited
+assert len(timers) == 1 and timers[0] is not None, timers
+print("ok")
+"""
+
+
+def test_tls_body_reads_under_gevent_time_out_per_read(tmp_path):
+    """The same per-read timeout over TLS (gevent's SSLSocket waits its own way)."""
+    import shutil
+    import subprocess
+    import sys
+
+    if not shutil.which("openssl"):
+        pytest.skip("needs the openssl command")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", TLS_BODY_READS_UNDER_GEVENT, str(cert), str(key)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
