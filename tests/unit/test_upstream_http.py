@@ -326,10 +326,9 @@ def test_environment_proxies_are_recognised(monkeypatch):
 
 
 @pytest.fixture
-def tls_server(tmp_path):
-    """A TLS server with a self-signed certificate for 127.0.0.1, answering OK."""
+def self_signed(tmp_path):
+    """A self-signed certificate for 127.0.0.1 and its key: ``(cert, key)`` paths."""
     import shutil
-    import ssl
     import subprocess
 
     if not shutil.which("openssl"):
@@ -341,6 +340,15 @@ def tls_server(tmp_path):
          "-addext", "subjectAltName=IP:127.0.0.1"],
         check=True, capture_output=True,
     )  # fmt: skip
+    return cert, key
+
+
+@pytest.fixture
+def tls_server(self_signed):
+    """A TLS server with a self-signed certificate for 127.0.0.1, answering OK."""
+    import ssl
+
+    cert, key = self_signed
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     listener = socket.create_server(("127.0.0.1", 0))
@@ -408,6 +416,17 @@ def test_an_ipv6_loopback_origin_is_reached_without_a_lookup(monkeypatch):
     with client() as http:
         assert http.get(f"http://[::1]:{listener.getsockname()[1]}/").text == "ok"
     listener.close()
+
+
+def run_script(script: str, *args: str) -> None:
+    """Run ``script`` in a new interpreter (where it may monkey-patch); it prints ``ok``."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
 
 
 BODY_READS_UNDER_GEVENT = r"""
@@ -481,13 +500,7 @@ def test_body_reads_under_gevent_time_out_per_read_and_close_from_another_greenl
     after the read timeout, time the reader spends between reads does not
     count, the connection is reused after, and a close from another greenlet
     ends a waiting read."""
-    import subprocess
-    import sys
-
-    out = subprocess.run(
-        [sys.executable, "-c", BODY_READS_UNDER_GEVENT], capture_output=True, text=True, timeout=60
-    )
-    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
+    run_script(BODY_READS_UNDER_GEVENT)
 
 
 TLS_BODY_READS_UNDER_GEVENT = r"""
@@ -540,23 +553,7 @@ print("ok")
 """
 
 
-def test_tls_body_reads_under_gevent_time_out_per_read(tmp_path):
+def test_tls_body_reads_under_gevent_time_out_per_read(self_signed):
     """The same per-read timeout over TLS (gevent's SSLSocket waits its own way)."""
-    import shutil
-    import subprocess
-    import sys
-
-    if not shutil.which("openssl"):
-        pytest.skip("needs the openssl command")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    out = subprocess.run(
-        [sys.executable, "-c", TLS_BODY_READS_UNDER_GEVENT, str(cert), str(key)],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
+    cert, key = self_signed
+    run_script(TLS_BODY_READS_UNDER_GEVENT, str(cert), str(key))
