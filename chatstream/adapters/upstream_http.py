@@ -119,13 +119,20 @@ def _read_timer(conn: _Connection) -> Any:
     reader as ``gevent.Timeout`` itself does. It only runs while a read
     waits, so time spent between reads (handing a token on, a pause) never
     counts. Native sockets (no gevent) keep their own timeout.
+
+    The timer repeats every ``timeout`` and each read restarts it with
+    ``again()``, which arms the full ``timeout``. A plain ``start()`` after
+    ``stop()`` would not: libev keeps what was left of the timer at
+    ``stop()``, so the waits of all reads would add up against one timeout.
+    The repeat never fires twice: the read that times out stops the timer
+    before it returns.
     """
     timeout = conn.timeout
     hub = getattr(conn.sock, "hub", None)  # a gevent socket's; native sockets have none
     if timeout is None or hub is None or hub is not get_hub_if_exists() or getcurrent() is hub:
         return None
     conn.settimeout(None)
-    return hub.loop.timer(timeout)
+    return hub.loop.timer(timeout, timeout)
 
 
 class _Response:
@@ -221,7 +228,7 @@ class _BodyStream(httpx.SyncByteStream):
                 if timer is None:
                     data = recv(READ_BYTES)
                 else:
-                    timer.start(getcurrent().throw, _ReadTimedOut, update=True)
+                    timer.again(getcurrent().throw, _ReadTimedOut)
                     try:
                         data = recv(READ_BYTES)
                     finally:

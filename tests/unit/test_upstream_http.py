@@ -451,6 +451,14 @@ def paced(conn, req, n):  # three chunks 0.2 s apart, then the end
     conn.sendall(b"0\r\n\r\n")
     return True
 
+def trickles(conn, req, n):  # ten chunks 0.1 s apart: 1 s of waits, each well in time
+    conn.sendall(HEAD)
+    for _ in range(10):
+        time.sleep(0.1)
+        conn.sendall(b"1\r\nx\r\n")
+    conn.sendall(b"0\r\n\r\n")
+    return True
+
 def stalls(conn, req, n):  # one chunk, then silence
     conn.sendall(HEAD + b"1\r\na\r\n")
     time.sleep(3)
@@ -468,6 +476,11 @@ with client(read=0.5) as http:
                 gevent.sleep(1.0)
             assert b"".join(pieces) == b"abc", pieces
 assert server.connections == 1, server.connections  # kept alive and reused
+
+server = RawServer(trickles)
+with client(read=0.5) as http:
+    # Each read gets the whole read timeout: the waits do not add up.
+    assert http.get(server.url).content == b"x" * 10
 
 server = RawServer(stalls)
 with client(read=0.3) as http, http.stream("GET", server.url) as response:
@@ -489,7 +502,7 @@ with client(read=5) as http, http.stream("GET", server.url) as response:
         next(pieces)
     except httpx.ReadError:
         assert time.monotonic() - started < 2
-assert len(timers) == 4 and all(timer is not None for timer in timers), timers
+assert len(timers) == 5 and all(timer is not None for timer in timers), timers
 print("ok")
 """
 
