@@ -149,6 +149,17 @@ def test_hang_ends_with_a_timeout(fake, server, client):
     assert events[-1].event == "error" and events[-1].data["code"] == "upstream_timeout"
 
 
+def test_a_slow_answer_longer_than_the_read_timeout_completes(fake, server, client):
+    # The read timeout (2 s here) bounds each wait for the upstream, not the
+    # answer: 30 tokens 0.1 s apart take 3 s and all arrive. Under gevent the
+    # waits once added up against one timer (libev keeps what is left of a
+    # stopped timer), and such an answer ended as upstream_timeout.
+    slow = [f"s{i} " for i in range(30)]
+    events = read_events(client, start(fake, client, server, tokens(slow, delay_s=0.1)))
+    assert text_of(events) == "".join(slow)
+    assert events[-1].event == "end" and events[-1].data["finish_reason"] == "stop"
+
+
 def test_done_at_once_is_an_empty_answer(fake, server, client):
     # A guard: [DONE] before any chunk was an empty ``end: stop`` before too.
     events, _ = run_hostile(fake, server, client, hostile("done_at_once"))
