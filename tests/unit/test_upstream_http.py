@@ -429,17 +429,34 @@ def run_script(script: str, *args: str) -> None:
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
 
 
+def record_read_timers() -> list[object]:
+    """Record what each body's :func:`_read_timer` returns (for the gevent scripts)."""
+    from chatstream.adapters import upstream_http
+
+    timers: list[object] = []
+    read_timer = upstream_http._read_timer
+    upstream_http._read_timer = lambda conn: timers.append(read_timer(conn)) or timers[-1]
+    return timers
+
+
+def seconds_until_read_timeout(pieces) -> float:
+    """How long ``next(pieces)`` took to raise ``httpx.ReadTimeout`` (it must)."""
+    started = time.monotonic()
+    with pytest.raises(httpx.ReadTimeout):
+        next(pieces)
+    return time.monotonic() - started
+
+
 BODY_READS_UNDER_GEVENT = r"""
 from gevent import monkey
 monkey.patch_all()
 import socket, time
 import gevent
-from chatstream.adapters import upstream_http
-from tests.unit.test_upstream_http import RawServer, client, httpx
+from tests.unit.test_upstream_http import (
+    RawServer, client, httpx, record_read_timers, seconds_until_read_timeout,
+)
 
-timers = []
-read_timer = upstream_http._read_timer
-upstream_http._read_timer = lambda conn: timers.append(read_timer(conn)) or timers[-1]
+timers = record_read_timers()
 
 HEAD = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
 
@@ -486,11 +503,7 @@ server = RawServer(stalls)
 with client(read=0.3) as http, http.stream("GET", server.url) as response:
     pieces = response.iter_raw()
     assert next(pieces) == b"a"
-    started = time.monotonic()
-    try:
-        next(pieces)
-    except httpx.ReadTimeout:
-        waited = time.monotonic() - started
+    waited = seconds_until_read_timeout(pieces)
     assert 0.25 < waited < 2, waited
 
 with client(read=5) as http, http.stream("GET", server.url) as response:
@@ -522,7 +535,7 @@ monkey.patch_all()
 import socket, ssl, sys, threading, time
 import gevent
 from chatstream.adapters import upstream_http
-from tests.unit.test_upstream_http import httpx
+from tests.unit.test_upstream_http import httpx, record_read_timers, seconds_until_read_timeout
 
 cert, key = sys.argv[1], sys.argv[2]
 server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -545,9 +558,7 @@ def answer(raw):
         time.sleep(3)  # then silence
 
 threading.Thread(target=serve, daemon=True).start()
-timers = []
-read_timer = upstream_http._read_timer
-upstream_http._read_timer = lambda conn: timers.append(read_timer(conn)) or timers[-1]
+timers = record_read_timers()
 transport = upstream_http.LlhttpTransport(ssl.create_default_context(cafile=cert), 2, 2)
 with httpx.Client(transport=transport, timeout=httpx.Timeout(5.0, read=0.5)) as http:
     with http.stream("GET", f"https://127.0.0.1:{port}/") as response:
@@ -555,11 +566,7 @@ with httpx.Client(transport=transport, timeout=httpx.Timeout(5.0, read=0.5)) as 
         assert next(pieces) == b"a"
         gevent.sleep(1.0)  # between reads: does not count
         assert next(pieces) == b"b"
-        started = time.monotonic()
-        try:
-            next(pieces)
-        except httpx.ReadTimeout:
-            waited = time.monotonic() - started
+        waited = seconds_until_read_timeout(pieces)
         assert 0.4 < waited < 2.5, waited
 assert len(timers) == 1 and timers[0] is not None, timers
 print("ok")
